@@ -1,0 +1,210 @@
+//! The command line, as clap sees it. Names follow ../shared/PRODUCT.md exactly.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Warden: a zero-trust control plane for fleets of AI agents.
+#[derive(Debug, Parser)]
+#[command(name = "warden", version, about, max_term_width = 100)]
+pub(crate) struct Cli {
+    /// The Warden server to talk to.
+    #[arg(
+        long,
+        global = true,
+        env = "WARDEN_SERVER",
+        default_value = "http://127.0.0.1:8470"
+    )]
+    pub(crate) server: String,
+    /// A person's access token.
+    #[arg(long, global = true, env = "WARDEN_TOKEN", hide_env_values = true)]
+    pub(crate) token: Option<String>,
+    /// Machine-readable output on stdout, with the API's field names.
+    #[arg(long, global = true)]
+    pub(crate) json: bool,
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Run the control plane (embedded: SQLite under --data-dir).
+    Serve(ServeArgs),
+    /// Product teams.
+    #[command(subcommand)]
+    Team(TeamCommand),
+    /// People's API access tokens.
+    #[command(subcommand, name = "access-token")]
+    AccessToken(AccessTokenCommand),
+    /// Agents and their lifecycle.
+    #[command(subcommand)]
+    Agent(AgentCommand),
+    /// Upstream MCP servers.
+    #[command(subcommand, name = "mcp-server")]
+    McpServer(McpServerCommand),
+    /// Scopes: named bundles of tools.
+    #[command(subcommand)]
+    Scope(ScopeCommand),
+    /// Grant a scope to an agent.
+    Grant(GrantArgs),
+    /// Take a scope from an agent.
+    Ungrant(GrantArgs),
+    /// Show who the access token belongs to.
+    Whoami,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ServeArgs {
+    /// Where the database, keys and bootstrap token live.
+    #[arg(long, default_value = "warden-data")]
+    pub(crate) data_dir: PathBuf,
+    /// The address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8470")]
+    pub(crate) listen: String,
+    /// The SPIFFE trust domain of agent ids (default `warden.local`, fixed at first start).
+    #[arg(long)]
+    pub(crate) trust_domain: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum TeamCommand {
+    /// Create a team (platform-admin).
+    Create {
+        /// The team's name.
+        name: String,
+    },
+    /// List teams.
+    List,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum AccessTokenCommand {
+    /// Create an access token; the secret is shown once.
+    Create {
+        /// platform-admin, team-admin or auditor.
+        #[arg(long)]
+        role: String,
+        /// The team, for a team-admin.
+        #[arg(long)]
+        team: Option<String>,
+        /// The token's name (names the person in policy and audit).
+        #[arg(long)]
+        name: String,
+    },
+    /// List access tokens (never their secrets).
+    List,
+    /// Revoke an access token.
+    Revoke {
+        /// The token's name.
+        name: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum AgentCommand {
+    /// Register an agent; its client secret is shown once.
+    Register {
+        /// The owning team.
+        #[arg(long)]
+        team: String,
+        /// The agent's name.
+        #[arg(long)]
+        name: String,
+        /// Its declared purpose.
+        #[arg(long)]
+        purpose: String,
+        /// The person who answers for it.
+        #[arg(long)]
+        owner: Option<String>,
+        /// A tag, e.g. customer-data (repeatable).
+        #[arg(long = "tag")]
+        tags: Vec<String>,
+    },
+    /// List agents.
+    List {
+        /// Only this team's.
+        #[arg(long)]
+        team: Option<String>,
+        /// Only those with this tag.
+        #[arg(long)]
+        tag: Option<String>,
+    },
+    /// Show one agent (SPIFFE id or TEAM/NAME).
+    Show {
+        /// The agent.
+        id: String,
+    },
+    /// Suspend an agent and, through it, its subagents.
+    Suspend {
+        /// The agent.
+        id: String,
+    },
+    /// Resume a suspended agent.
+    Resume {
+        /// The agent.
+        id: String,
+    },
+    /// Revoke an agent and its subagents, permanently.
+    Revoke {
+        /// The agent.
+        id: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum McpServerCommand {
+    /// Register an MCP server (platform-admin).
+    Add {
+        /// The server's name.
+        name: String,
+        /// Its Streamable HTTP endpoint.
+        #[arg(long, conflicts_with = "command", required_unless_present = "command")]
+        url: Option<String>,
+        /// A program speaking MCP over stdio, and its arguments.
+        #[arg(long, num_args = 1.., allow_hyphen_values = true, value_name = "CMD [ARG]...")]
+        command: Option<Vec<String>>,
+        /// The owning team.
+        #[arg(long)]
+        owner_team: Option<String>,
+        /// Mark its tools sensitive.
+        #[arg(long)]
+        sensitive: bool,
+        /// An HTTP header the gateway sends upstream, NAME=VALUE (repeatable; stored, never shown).
+        #[arg(long = "header", value_name = "NAME=VALUE")]
+        headers: Vec<String>,
+        /// An environment variable for a stdio server, NAME=VALUE (repeatable; stored, never shown).
+        #[arg(long = "env", value_name = "NAME=VALUE")]
+        env: Vec<String>,
+    },
+    /// List MCP servers.
+    List,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum ScopeCommand {
+    /// Define a scope (platform-admin).
+    Define {
+        /// The scope's name.
+        name: String,
+        /// Tool patterns, comma separated: SERVER/TOOL with `*` wildcards.
+        #[arg(long, value_delimiter = ',', required = true)]
+        tools: Vec<String>,
+        /// Mark it sensitive.
+        #[arg(long)]
+        sensitive: bool,
+        /// What it is for.
+        #[arg(long, default_value = "")]
+        description: String,
+    },
+    /// List scopes.
+    List,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct GrantArgs {
+    /// The scope.
+    pub(crate) scope: String,
+    /// The agent (SPIFFE id or TEAM/NAME).
+    #[arg(long)]
+    pub(crate) agent: String,
+}

@@ -1,0 +1,332 @@
+//! What each command does: build the request, call the API, print the answer (a table for people,
+//! the API's JSON with `--json`).
+
+use anyhow::{Context, bail};
+use serde_json::{Value, json};
+
+use crate::cli::{
+    AccessTokenCommand, AgentCommand, Cli, Command, McpServerCommand, ScopeCommand, TeamCommand,
+};
+use crate::client::{Client, encode_segment};
+use crate::output;
+
+const AGENT_FIELDS: &[&str] = &[
+    "id",
+    "team",
+    "name",
+    "owner",
+    "purpose",
+    "tags",
+    "status",
+    "origin",
+    "parent",
+    "scopes",
+    "created_at",
+    "updated_at",
+];
+const AGENT_COLUMNS: &[(&str, &str)] = &[
+    ("id", "ID"),
+    ("status", "STATUS"),
+    ("origin", "ORIGIN"),
+    ("owner", "OWNER"),
+    ("tags", "TAGS"),
+    ("scopes", "SCOPES"),
+];
+
+pub(crate) fn run(cli: Cli) -> anyhow::Result<()> {
+    let client = Client::new(&cli.server, cli.token.clone());
+    let json = cli.json;
+    match cli.command {
+        Command::Serve(args) => serve(args),
+        Command::Team(cmd) => team(&client, json, cmd),
+        Command::AccessToken(cmd) => access_token(&client, json, cmd),
+        Command::Agent(cmd) => agent(&client, json, cmd),
+        Command::McpServer(cmd) => mcp_server(&client, json, cmd),
+        Command::Scope(cmd) => scope(&client, json, cmd),
+        Command::Grant(args) => {
+            let res = client.post(
+                &format!("/v1/agents/{}/grants", encode_segment(&args.agent)),
+                &json!({"scope": args.scope}),
+            )?;
+            show(json, &res, |v| {
+                println!(
+                    "granted scope `{}` to {}",
+                    v["scope"].as_str().unwrap_or_default(),
+                    v["agent"].as_str().unwrap_or_default()
+                )
+            });
+            Ok(())
+        }
+        Command::Ungrant(args) => {
+            let res = client.delete(&format!(
+                "/v1/agents/{}/grants/{}",
+                encode_segment(&args.agent),
+                encode_segment(&args.scope)
+            ))?;
+            show(json, &res, |v| {
+                println!(
+                    "took scope `{}` from {}",
+                    v["scope"].as_str().unwrap_or_default(),
+                    v["agent"].as_str().unwrap_or_default()
+                )
+            });
+            Ok(())
+        }
+        Command::Whoami => {
+            let res = client.get("/v1/whoami")?;
+            show(json, &res, |v| output::record(v, &["name", "role", "team"]));
+            Ok(())
+        }
+    }
+}
+
+/// Prints `value` as JSON with `--json`, else through `human`.
+fn show(json: bool, value: &Value, human: impl FnOnce(&Value)) {
+    if json {
+        output::json(value)
+    } else {
+        human(value)
+    }
+}
+
+fn serve(args: crate::cli::ServeArgs) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let config = warden_server::ServeConfig {
+        data_dir: args.data_dir,
+        listen: args.listen,
+        trust_domain: args.trust_domain,
+    };
+    runtime.block_on(warden_server::serve(config))?;
+    Ok(())
+}
+
+fn team(client: &Client, json: bool, cmd: TeamCommand) -> anyhow::Result<()> {
+    match cmd {
+        TeamCommand::Create { name } => {
+            let res = client.post("/v1/teams", &json!({ "name": name }))?;
+            show(json, &res, |v| {
+                println!("created team `{}`", v["name"].as_str().unwrap_or_default())
+            });
+        }
+        TeamCommand::List => {
+            let res = client.get("/v1/teams")?;
+            show(json, &res, |v| {
+                output::table(v, &[("name", "NAME"), ("created_at", "CREATED")])
+            });
+        }
+    }
+    Ok(())
+}
+
+fn access_token(client: &Client, json: bool, cmd: AccessTokenCommand) -> anyhow::Result<()> {
+    match cmd {
+        AccessTokenCommand::Create { role, team, name } => {
+            let res = client.post(
+                "/v1/access-tokens",
+                &json!({ "name": name, "role": role, "team": team }),
+            )?;
+            show(json, &res, |v| {
+                println!(
+                    "created access token `{}` ({}); it is shown only once:",
+                    v["name"].as_str().unwrap_or_default(),
+                    v["role"].as_str().unwrap_or_default()
+                );
+                println!("{}", v["token"].as_str().unwrap_or_default());
+            });
+        }
+        AccessTokenCommand::List => {
+            let res = client.get("/v1/access-tokens")?;
+            show(json, &res, |v| {
+                output::table(
+                    v,
+                    &[
+                        ("name", "NAME"),
+                        ("role", "ROLE"),
+                        ("team", "TEAM"),
+                        ("created_at", "CREATED"),
+                        ("revoked_at", "REVOKED"),
+                    ],
+                )
+            });
+        }
+        AccessTokenCommand::Revoke { name } => {
+            let res = client.delete(&format!("/v1/access-tokens/{}", encode_segment(&name)))?;
+            show(json, &res, |v| {
+                println!(
+                    "revoked access token `{}`",
+                    v["name"].as_str().unwrap_or_default()
+                )
+            });
+        }
+    }
+    Ok(())
+}
+
+fn agent(client: &Client, json: bool, cmd: AgentCommand) -> anyhow::Result<()> {
+    let lifecycle = |id: &str, verb: &str| -> anyhow::Result<()> {
+        let res = client.post(
+            &format!("/v1/agents/{}/{verb}", encode_segment(id)),
+            &json!({}),
+        )?;
+        show(json, &res, |v| {
+            println!(
+                "{} is {}",
+                v["id"].as_str().unwrap_or_default(),
+                v["status"].as_str().unwrap_or_default()
+            )
+        });
+        Ok(())
+    };
+    match cmd {
+        AgentCommand::Register {
+            team,
+            name,
+            purpose,
+            owner,
+            tags,
+        } => {
+            let res = client.post(
+                "/v1/agents",
+                &json!({ "team": team, "name": name, "purpose": purpose, "owner": owner, "tags": tags }),
+            )?;
+            show(json, &res, |v| {
+                output::record(v, AGENT_FIELDS);
+                println!(
+                    "client_secret: {}",
+                    v["client_secret"].as_str().unwrap_or_default()
+                );
+                println!(
+                    "(the client secret is shown only once; trade it for tokens with `warden token issue`)"
+                );
+            });
+        }
+        AgentCommand::List { team, tag } => {
+            let mut query = Vec::new();
+            if let Some(team) = team {
+                query.push(format!("team={}", encode_segment(&team)));
+            }
+            if let Some(tag) = tag {
+                query.push(format!("tag={}", encode_segment(&tag)));
+            }
+            let path = if query.is_empty() {
+                "/v1/agents".to_owned()
+            } else {
+                format!("/v1/agents?{}", query.join("&"))
+            };
+            let res = client.get(&path)?;
+            show(json, &res, |v| output::table(v, AGENT_COLUMNS));
+        }
+        AgentCommand::Show { id } => {
+            let res = client.get(&format!("/v1/agents/{}", encode_segment(&id)))?;
+            show(json, &res, |v| output::record(v, AGENT_FIELDS));
+        }
+        AgentCommand::Suspend { id } => lifecycle(&id, "suspend")?,
+        AgentCommand::Resume { id } => lifecycle(&id, "resume")?,
+        AgentCommand::Revoke { id } => lifecycle(&id, "revoke")?,
+    }
+    Ok(())
+}
+
+/// Splits `NAME=VALUE` pairs.
+fn pairs(flag: &str, items: &[String]) -> anyhow::Result<serde_json::Map<String, Value>> {
+    let mut map = serde_json::Map::new();
+    for item in items {
+        let Some((name, value)) = item.split_once('=') else {
+            bail!("--{flag} `{item}` must be NAME=VALUE");
+        };
+        map.insert(name.to_owned(), Value::String(value.to_owned()));
+    }
+    Ok(map)
+}
+
+fn mcp_server(client: &Client, json: bool, cmd: McpServerCommand) -> anyhow::Result<()> {
+    match cmd {
+        McpServerCommand::Add {
+            name,
+            url,
+            command,
+            owner_team,
+            sensitive,
+            headers,
+            env,
+        } => {
+            let transport = match (url, command) {
+                (Some(url), _) => json!({ "kind": "http", "url": url }),
+                (None, Some(command)) => {
+                    let mut parts = command.into_iter();
+                    let program = parts.next().unwrap_or_default();
+                    json!({ "kind": "stdio", "command": program, "args": parts.collect::<Vec<_>>() })
+                }
+                (None, None) => bail!("give --url URL or --command CMD [ARG]..."),
+            };
+            let credentials = if headers.is_empty() && env.is_empty() {
+                Value::Null
+            } else {
+                json!({ "headers": pairs("header", &headers)?, "env": pairs("env", &env)? })
+            };
+            let res = client.post(
+                "/v1/mcp-servers",
+                &json!({ "name": name, "transport": transport, "owner_team": owner_team, "sensitive": sensitive, "credentials": credentials }),
+            )?;
+            show(json, &res, |v| {
+                println!(
+                    "added MCP server `{}`",
+                    v["name"].as_str().unwrap_or_default()
+                )
+            });
+        }
+        McpServerCommand::List => {
+            let res = client.get("/v1/mcp-servers")?;
+            show(json, &res, |v| {
+                output::table(
+                    v,
+                    &[
+                        ("name", "NAME"),
+                        ("transport", "TRANSPORT"),
+                        ("owner_team", "OWNER TEAM"),
+                        ("sensitive", "SENSITIVE"),
+                        ("has_credentials", "CREDENTIALS"),
+                    ],
+                )
+            });
+        }
+    }
+    Ok(())
+}
+
+fn scope(client: &Client, json: bool, cmd: ScopeCommand) -> anyhow::Result<()> {
+    match cmd {
+        ScopeCommand::Define {
+            name,
+            tools,
+            sensitive,
+            description,
+        } => {
+            let res = client.post(
+                "/v1/scopes",
+                &json!({ "name": name, "tools": tools, "sensitive": sensitive, "description": description }),
+            )?;
+            show(json, &res, |v| {
+                println!("defined scope `{}`", v["name"].as_str().unwrap_or_default())
+            });
+        }
+        ScopeCommand::List => {
+            let res = client.get("/v1/scopes")?;
+            show(json, &res, |v| {
+                output::table(
+                    v,
+                    &[
+                        ("name", "NAME"),
+                        ("tools", "TOOLS"),
+                        ("sensitive", "SENSITIVE"),
+                        ("description", "DESCRIPTION"),
+                    ],
+                )
+            });
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,44 @@
+//! The `warden` binary: `warden serve` runs the control plane; every other command is a thin client
+//! of the HTTP API.
+//!
+//! Exit status: 0 success; 1 error (one line on stderr beginning `error: `); 2 usage error; 3 denied
+//! (a policy or a permission said no).
+
+mod cli;
+mod client;
+mod commands;
+mod output;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = match cli::Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => {
+            let code = if err.use_stderr() { 2 } else { 0 };
+            let _ = err.print();
+            return ExitCode::from(code);
+        }
+    };
+    match commands::run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {}", one_line(&format!("{err:#}")));
+            let denied = err
+                .downcast_ref::<client::ClientError>()
+                .is_some_and(client::ClientError::is_denied);
+            ExitCode::from(if denied { 3 } else { 1 })
+        }
+    }
+}
+
+fn one_line(message: &str) -> String {
+    message
+        .split('\n')
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join("; ")
+}

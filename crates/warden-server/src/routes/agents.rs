@@ -1,0 +1,284 @@
+//! `/v1/agents` and `/v1/grants`: registering agents, their lifecycle, and the scopes granted to them.
+//!
+//! A team-admin manages only its own team's agents; the team is read from the agent id, so a caller
+//! cannot reach another team's agent by naming it differently.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+use warden_core::{Agent, AgentId, AgentStatus, Grant, Name, Operation, Origin, Person};
+use warden_identity::secret::{self, SecretKind};
+use warden_store::{Actor, AgentFilter, NewAgent};
+
+use super::text_field;
+use crate::error::{ApiError, ErrorBody};
+use crate::extract::{ApiJson, ApiPath, ApiQuery, Caller};
+use crate::state::AppState;
+
+/// An agent to register.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RegisterAgent {
+    /// The owning team.
+    team: Name,
+    /// The agent's name, unique within the team.
+    name: Name,
+    /// The declared purpose.
+    purpose: String,
+    /// The person who answers for it; defaults to the caller's token name.
+    #[serde(default)]
+    owner: Option<String>,
+    /// Tags such as `customer-data`.
+    #[serde(default)]
+    tags: Vec<Name>,
+    /// `manual` (default) or `golden-path`; delegated agents are made by token exchange.
+    #[serde(default)]
+    origin: Option<Origin>,
+}
+
+/// A registered agent and its client secret, shown this once.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct RegisteredAgent {
+    #[serde(flatten)]
+    agent: Agent,
+    /// Trade it at `POST /oauth2/token` for access tokens; Warden keeps only its hash.
+    client_secret: String,
+}
+
+/// Filters for listing agents.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct AgentQuery {
+    /// Only this team's agents.
+    team: Option<Name>,
+    /// Only agents carrying this tag.
+    tag: Option<Name>,
+}
+
+/// A scope to grant.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct GrantScope {
+    /// The scope's name.
+    scope: Name,
+}
+
+/// Resolves an agent reference: a full SPIFFE id, or the short form `team/name[/subagent…]`.
+fn resolve_agent_id(state: &AppState, raw: &str) -> Result<AgentId, ApiError> {
+    if raw.starts_with("spiffe://") {
+        return AgentId::parse(raw).map_err(|e| ApiError::bad_request(e.to_string()));
+    }
+    let mut parts = raw.split('/');
+    let (Some(team), Some(name)) = (parts.next(), parts.next()) else {
+        return Err(ApiError::bad_request(format!(
+            "agent `{raw}` is neither a spiffe:// id nor of the form TEAM/NAME"
+        )));
+    };
+    let mut full = format!("spiffe://{}/team/{team}/agent/{name}", state.trust_domain);
+    for sub in parts {
+        full.push('/');
+        full.push_str(sub);
+    }
+    AgentId::parse(&full).map_err(|e| ApiError::bad_request(e.to_string()))
+}
+
+fn manage(person: &Person, id: &AgentId) -> Result<(), ApiError> {
+    Ok(person.authorize(Operation::ManageAgents { team: &id.team() })?)
+}
+
+/// Register an agent (platform-admin, or team-admin of its team).
+#[utoipa::path(post, path = "/v1/agents", tag = "agents", request_body = RegisterAgent,
+    security(("access_token" = [])),
+    responses((status = 201, body = RegisteredAgent), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody),
+               (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub(crate) async fn register_agent(
+    State(state): State<AppState>,
+    Caller(person): Caller,
+    ApiJson(body): ApiJson<RegisterAgent>,
+) -> Result<(StatusCode, Json<RegisteredAgent>), ApiError> {
+    person.authorize(Operation::ManageAgents { team: &body.team })?;
+    let origin = body.origin.unwrap_or(Origin::Manual);
+    if origin == Origin::Delegated {
+        return Err(ApiError::bad_request(
+            "`origin` may be `manual` or `golden-path`; subagents are created by token exchange at /oauth2/token",
+        ));
+    }
+    let purpose = text_field("purpose", &body.purpose, 1000)?;
+    let owner = match &body.owner {
+        Some(owner) => text_field("owner", owner, 320)?,
+        None => person.name.to_string(),
+    };
+    let client_secret = secret::generate(SecretKind::ClientSecret).map_err(ApiError::internal)?;
+    let new = NewAgent {
+        id: AgentId::new(&state.trust_domain, &body.team, &body.name),
+        owner,
+        purpose,
+        tags: body.tags,
+        origin,
+        secret_hash: Some(secret::hash(&client_secret)),
+    };
+    let agent = state
+        .store
+        .register_agent(&Actor::person(&person.name), new)
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(RegisteredAgent {
+            agent,
+            client_secret,
+        }),
+    ))
+}
+
+/// List agents.
+#[utoipa::path(get, path = "/v1/agents", tag = "agents", params(AgentQuery), security(("access_token" = [])),
+    responses((status = 200, body = Vec<Agent>), (status = 400, body = ErrorBody)))]
+pub(crate) async fn list_agents(
+    State(state): State<AppState>,
+    Caller(person): Caller,
+    ApiQuery(query): ApiQuery<AgentQuery>,
+) -> Result<Json<Vec<Agent>>, ApiError> {
+    person.authorize(Operation::ReadRegistry)?;
+    let filter = AgentFilter {
+        team: query.team,
+        tag: query.tag,
+    };
+    Ok(Json(state.store.list_agents(filter).await?))
+}
+
+/// Show one agent, by SPIFFE id (URL-encoded) or `team/name`.
+#[utoipa::path(get, path = "/v1/agents/{id}", tag = "agents",
+    params(("id" = String, Path, description = "SPIFFE id (URL-encoded) or TEAM/NAME (URL-encoded)")),
+    security(("access_token" = [])),
+    responses((status = 200, body = Agent), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub(crate) async fn show_agent(
+    State(state): State<AppState>,
+    Caller(person): Caller,
+    ApiPath(raw): ApiPath<String>,
+) -> Result<Json<Agent>, ApiError> {
+    person.authorize(Operation::ReadRegistry)?;
+    let id = resolve_agent_id(&state, &raw)?;
+    Ok(Json(state.store.get_agent(&id).await?))
+}
+
+async fn set_status(
+    state: &AppState,
+    person: &Person,
+    raw: &str,
+    status: AgentStatus,
+) -> Result<Json<Agent>, ApiError> {
+    let id = resolve_agent_id(state, raw)?;
+    manage(person, &id)?;
+    Ok(Json(
+        state
+            .store
+            .set_agent_status(&Actor::person(&person.name), &id, status)
+            .await?,
+    ))
+}
+
+/// Suspend an agent: its tokens and its descendants' stop being accepted until it is resumed.
+#[utoipa::path(post, path = "/v1/agents/{id}/suspend", tag = "agents",
+    params(("id" = String, Path, description = "SPIFFE id or TEAM/NAME, URL-encoded")), security(("access_token" = [])),
+    responses((status = 200, body = Agent), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+               (status = 409, body = ErrorBody)))]
+pub(crate) async fn suspend_agent(
+    State(state): State<AppState>,
+    Caller(person): Caller,
+    ApiPath(raw): ApiPath<String>,
+) -> Result<Json<Agent>, ApiError> {
+    set_status(&state, &person, &raw, AgentStatus::Suspended).await
+}
+
+/// Resume a suspended agent; tokens issued from now on are accepted.
+#[utoipa::path(post, path = "/v1/agents/{id}/resume", tag = "agents",
+    params(("id" = String, Path, description = "SPIFFE id or TEAM/NAME, URL-encoded")), security(("access_token" = [])),
+    responses((status = 200, body = Agent), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+               (status = 409, body = ErrorBody)))]
+pub(crate) async fn resume_agent(
+    State(state): State<AppState>,
+    Caller(person): Caller,
+    ApiPath(raw): ApiPath<String>,
+) -> Result<Json<Agent>, ApiError> {
+    set_status(&state, &person, &raw, AgentStatus::Active).await
+}
+
+/// Revoke an agent and every subagent it delegated to. Permanent.
+#[utoipa::path(post, path = "/v1/agents/{id}/revoke", tag = "agents",
+    params(("id" = String, Path, description = "SPIFFE id or TEAM/NAME, URL-encoded")), security(("access_token" = [])),
+    responses((status = 200, body = Agent), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub(crate) async fn revoke_agent(
+    State(state): State<AppState>,
+    Caller(person): Caller,
+    ApiPath(raw): ApiPath<String>,
+) -> Result<Json<Agent>, ApiError> {
+    set_status(&state, &person, &raw, AgentStatus::Revoked).await
+}
+
+/// Grant a scope to an agent (platform-admin, or team-admin of the agent's team).
+#[utoipa::path(post, path = "/v1/agents/{id}/grants", tag = "grants", request_body = GrantScope,
+    params(("id" = String, Path, description = "SPIFFE id or TEAM/NAME, URL-encoded")), security(("access_token" = [])),
+    responses((status = 201, body = Grant), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody),
+               (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub(crate) async fn grant_scope(
+    State(state): State<AppState>,
+    Caller(person): Caller,
+    ApiPath(raw): ApiPath<String>,
+    ApiJson(body): ApiJson<GrantScope>,
+) -> Result<(StatusCode, Json<Grant>), ApiError> {
+    let id = resolve_agent_id(&state, &raw)?;
+    manage(&person, &id)?;
+    let grant = state
+        .store
+        .grant(&Actor::person(&person.name), &body.scope, &id)
+        .await?;
+    Ok((StatusCode::CREATED, Json(grant)))
+}
+
+/// The scopes granted to one agent.
+#[utoipa::path(get, path = "/v1/agents/{id}/grants", tag = "grants",
+    params(("id" = String, Path, description = "SPIFFE id or TEAM/NAME, URL-encoded")), security(("access_token" = [])),
+    responses((status = 200, body = Vec<Grant>), (status = 404, body = ErrorBody)))]
+pub(crate) async fn list_agent_grants(
+    State(state): State<AppState>,
+    Caller(person): Caller,
+    ApiPath(raw): ApiPath<String>,
+) -> Result<Json<Vec<Grant>>, ApiError> {
+    person.authorize(Operation::ReadRegistry)?;
+    let id = resolve_agent_id(&state, &raw)?;
+    state.store.get_agent(&id).await?;
+    Ok(Json(state.store.list_grants(Some(&id)).await?))
+}
+
+/// Take a scope from an agent.
+#[utoipa::path(delete, path = "/v1/agents/{id}/grants/{scope}", tag = "grants",
+    params(("id" = String, Path, description = "SPIFFE id or TEAM/NAME, URL-encoded"),
+           ("scope" = String, Path, description = "the scope's name")),
+    security(("access_token" = [])),
+    responses((status = 200, body = Grant), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub(crate) async fn ungrant_scope(
+    State(state): State<AppState>,
+    Caller(person): Caller,
+    ApiPath((raw, scope)): ApiPath<(String, Name)>,
+) -> Result<Json<Grant>, ApiError> {
+    let id = resolve_agent_id(&state, &raw)?;
+    manage(&person, &id)?;
+    Ok(Json(
+        state
+            .store
+            .ungrant(&Actor::person(&person.name), &scope, &id)
+            .await?,
+    ))
+}
+
+/// Every grant in the fleet.
+#[utoipa::path(get, path = "/v1/grants", tag = "grants", security(("access_token" = [])),
+    responses((status = 200, body = Vec<Grant>)))]
+pub(crate) async fn list_grants(
+    State(state): State<AppState>,
+    Caller(person): Caller,
+) -> Result<Json<Vec<Grant>>, ApiError> {
+    person.authorize(Operation::ReadRegistry)?;
+    Ok(Json(state.store.list_grants(None).await?))
+}

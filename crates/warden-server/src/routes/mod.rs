@@ -1,0 +1,88 @@
+//! The `/v1` API: one module per resource, each a thin layer that authenticates, checks the caller's
+//! role, validates input and calls the store. The router and the OpenAPI document are built from the
+//! same `routes!` lists, so the document cannot drift from what the server accepts.
+
+mod access_tokens;
+mod agents;
+mod events;
+mod mcp_servers;
+mod scopes;
+mod teams;
+
+use utoipa::OpenApi;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::state::AppState;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Warden API", description = "Zero-trust control plane for fleets of AI agents"),
+    modifiers(&BearerAuth),
+    components(schemas(crate::error::ErrorBody))
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "access_token",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+/// The `/v1` routes with their OpenAPI document.
+pub(crate) fn api() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(teams::create_team, teams::list_teams))
+        .routes(routes!(
+            access_tokens::create_access_token,
+            access_tokens::list_access_tokens
+        ))
+        .routes(routes!(access_tokens::revoke_access_token))
+        .routes(routes!(access_tokens::whoami))
+        .routes(routes!(agents::register_agent, agents::list_agents))
+        .routes(routes!(agents::show_agent))
+        .routes(routes!(agents::suspend_agent))
+        .routes(routes!(agents::resume_agent))
+        .routes(routes!(agents::revoke_agent))
+        .routes(routes!(agents::grant_scope, agents::list_agent_grants))
+        .routes(routes!(agents::ungrant_scope))
+        .routes(routes!(agents::list_grants))
+        .routes(routes!(
+            mcp_servers::add_mcp_server,
+            mcp_servers::list_mcp_servers
+        ))
+        .routes(routes!(scopes::define_scope, scopes::list_scopes))
+        .routes(routes!(events::list_events))
+}
+
+/// Reads a text field that must not be empty or overlong.
+pub(crate) fn text_field(
+    field: &str,
+    value: &str,
+    max: usize,
+) -> Result<String, crate::error::ApiError> {
+    let trimmed = value.trim();
+    if trimmed.is_empty() {
+        return Err(crate::error::ApiError::bad_request(format!(
+            "`{field}` must not be empty"
+        )));
+    }
+    if trimmed.chars().count() > max {
+        return Err(crate::error::ApiError::bad_request(format!(
+            "`{field}` is longer than {max} characters"
+        )));
+    }
+    if trimmed.chars().any(char::is_control) {
+        return Err(crate::error::ApiError::bad_request(format!(
+            "`{field}` contains control characters"
+        )));
+    }
+    Ok(trimmed.to_owned())
+}

@@ -1,0 +1,267 @@
+//! `warden serve`: the embedded control plane.
+//!
+//! Owns the data directory: it takes an exclusive lock on `DIR/warden.lock` (a second process on the
+//! same directory refuses to start), opens the database, creates the signing key, mints the bootstrap
+//! platform-admin token on first start (printed once and written to `DIR/admin.token`, mode 0600),
+//! and serves until SIGTERM or Ctrl-C, finishing in-flight requests before it exits.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use warden_core::{Name, Role};
+use warden_identity::secret::{self, SecretKind};
+use warden_store::{Actor, Store};
+
+use crate::state::AppState;
+
+/// How to run the control plane.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    /// Where the database, keys and bootstrap token live.
+    pub data_dir: PathBuf,
+    /// The address to listen on, e.g. `127.0.0.1:8470`.
+    pub listen: String,
+    /// The SPIFFE trust domain; `None` keeps the stored one (or `warden.local` on first start).
+    pub trust_domain: Option<String>,
+}
+
+/// Why the server could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServeError {
+    /// Another process holds the data directory.
+    #[error(
+        "data directory `{dir}` is in use by another warden process{holder}; stop it, or pass --data-dir to use another directory"
+    )]
+    Locked {
+        /// The directory.
+        dir: String,
+        /// ` (pid N)` when known.
+        holder: String,
+    },
+    /// A file or directory could not be read or written.
+    #[error("{what} `{path}`: {source}")]
+    Io {
+        /// What was being done.
+        what: &'static str,
+        /// The path.
+        path: String,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The trust domain is malformed or differs from the stored one.
+    #[error("{0}")]
+    TrustDomain(String),
+    /// The database could not be opened or used.
+    #[error(transparent)]
+    Store(#[from] warden_store::StoreError),
+    /// The listen address could not be bound.
+    #[error("cannot listen on `{addr}`: {source}")]
+    Bind {
+        /// The address.
+        addr: String,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Something else failed.
+    #[error("{0}")]
+    Other(String),
+}
+
+fn io_err<'a>(
+    what: &'static str,
+    path: &'a Path,
+) -> impl FnOnce(std::io::Error) -> ServeError + 'a {
+    move |source| ServeError::Io {
+        what,
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+/// The default trust domain.
+pub(crate) const DEFAULT_TRUST_DOMAIN: &str = "warden.local";
+
+/// Runs the control plane until SIGTERM or Ctrl-C.
+pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
+    let dir = &config.data_dir;
+    fs::create_dir_all(dir).map_err(io_err("cannot create data directory", dir))?;
+    fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
+        .map_err(io_err("cannot restrict permissions of data directory", dir))?;
+    let _lock = lock_data_dir(dir)?;
+
+    let db_path = dir.join("warden.db");
+    create_private_file(&db_path)?;
+    let store = Store::open_sqlite(&db_path)?;
+    let trust_domain = settle_trust_domain(&store, config.trust_domain.as_deref()).await?;
+    bootstrap_admin_token(&store, dir).await?;
+
+    let state = AppState {
+        store,
+        trust_domain,
+    };
+    let app = crate::router(state);
+    let listener = tokio::net::TcpListener::bind(&config.listen)
+        .await
+        .map_err(|source| ServeError::Bind {
+            addr: config.listen.clone(),
+            source,
+        })?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| ServeError::Other(e.to_string()))?;
+    println!("warden: listening on http://{addr}");
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .map_err(|e| ServeError::Other(format!("server failed: {e}")))?;
+    println!("warden: stopped");
+    Ok(())
+}
+
+/// Takes the data directory's single-writer lock, held for the life of the returned file.
+fn lock_data_dir(dir: &Path) -> Result<File, ServeError> {
+    let path = dir.join("warden.lock");
+    let mut file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(&path)
+        .map_err(io_err("cannot open lock file", &path))?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(fs::TryLockError::WouldBlock) => {
+            let holder = fs::read_to_string(&path)
+                .ok()
+                .map(|pid| pid.trim().to_owned())
+                .filter(|pid| !pid.is_empty())
+                .map(|pid| format!(" (pid {pid})"))
+                .unwrap_or_default();
+            return Err(ServeError::Locked {
+                dir: dir.display().to_string(),
+                holder,
+            });
+        }
+        Err(fs::TryLockError::Error(source)) => {
+            return Err(ServeError::Io {
+                what: "cannot lock",
+                path: path.display().to_string(),
+                source,
+            });
+        }
+    }
+    file.set_len(0)
+        .map_err(io_err("cannot write lock file", &path))?;
+    write!(file, "{}", std::process::id()).map_err(io_err("cannot write lock file", &path))?;
+    Ok(file)
+}
+
+/// Creates `path` with mode 0600 if it does not exist, and tightens its mode if it does.
+fn create_private_file(path: &Path) -> Result<(), ServeError> {
+    OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(path)
+        .map_err(io_err("cannot create", path))?;
+    fs::set_permissions(path, fs::Permissions::from_mode(0o600))
+        .map_err(io_err("cannot restrict permissions of", path))
+}
+
+/// Writes `contents` to `path` atomically with mode 0600.
+fn write_private_file(path: &Path, contents: &[u8]) -> Result<(), ServeError> {
+    let tmp = path.with_extension("tmp");
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(io_err("cannot write", &tmp))?;
+    file.write_all(contents)
+        .map_err(io_err("cannot write", &tmp))?;
+    file.sync_all().map_err(io_err("cannot sync", &tmp))?;
+    fs::rename(&tmp, path).map_err(io_err("cannot rename into", path))?;
+    if let Some(parent) = path.parent() {
+        File::open(parent)
+            .and_then(|d| d.sync_all())
+            .map_err(io_err("cannot sync directory", parent))?;
+    }
+    Ok(())
+}
+
+async fn settle_trust_domain(store: &Store, wanted: Option<&str>) -> Result<String, ServeError> {
+    let stored = store.setting("trust_domain").await?;
+    match (stored, wanted) {
+        (Some(stored), Some(wanted)) if stored != wanted => Err(ServeError::TrustDomain(format!(
+            "this data directory was created with trust domain `{stored}`, not `{wanted}`; agent ids depend on it, so it cannot change (omit --trust-domain or use a new --data-dir)"
+        ))),
+        (Some(stored), _) => Ok(stored),
+        (None, wanted) => {
+            let domain = wanted.unwrap_or(DEFAULT_TRUST_DOMAIN);
+            warden_core::AgentId::parse(&format!("spiffe://{domain}/team/x/agent/x"))
+                .map_err(|_| ServeError::TrustDomain(format!(
+                    "trust domain `{domain}` is invalid: use lowercase letters, digits, `.`, `-` and `_`"
+                )))?;
+            store
+                .set_setting(&Actor::system(), "trust_domain", domain)
+                .await?;
+            Ok(domain.to_owned())
+        }
+    }
+}
+
+/// On first start (no access token exists), mints the bootstrap platform-admin token.
+async fn bootstrap_admin_token(store: &Store, dir: &Path) -> Result<(), ServeError> {
+    if store.count_access_tokens().await? > 0 {
+        return Ok(());
+    }
+    let token =
+        secret::generate(SecretKind::AccessToken).map_err(|e| ServeError::Other(e.to_string()))?;
+    let path = dir.join("admin.token");
+    // The file is written before the hash is stored: a crash in between leaves no token in the
+    // store, so the next start mints a new one and overwrites the file.
+    write_private_file(&path, format!("{token}\n").as_bytes())?;
+    let name = Name::parse("bootstrap-admin").map_err(|e| ServeError::Other(e.to_string()))?;
+    store
+        .create_access_token(
+            &Actor::system(),
+            &name,
+            Role::PlatformAdmin,
+            None,
+            secret::hash(&token),
+        )
+        .await?;
+    println!(
+        "warden: bootstrap platform-admin token (shown once; also written to {}):",
+        path.display()
+    );
+    println!("{token}");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    println!("warden: shutting down; finishing in-flight requests");
+}

@@ -1,0 +1,368 @@
+//! Warden's registry store: teams, people's access tokens, agents, MCP servers, scopes, grants, the
+//! revocation feed, and the append-only table of registry change events.
+//!
+//! Callers see one async API, [`Store`]; the backend behind it is chosen at open time. The embedded
+//! default is SQLite (WAL, `synchronous=FULL`: a write that returned is on disk). The API speaks in
+//! `warden_core` records, never in SQL rows, so a PostgreSQL backend slots in behind the same methods.
+//!
+//! **Architecture Invariant:** every mutating method writes its change event (who, what, before,
+//! after, when) in the same transaction as the change. Nothing changes without its record, and no
+//! record exists for a change that did not happen.
+
+mod error;
+mod sqlite;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use serde::Serialize;
+use warden_core::{
+    AccessTokenInfo, Agent, AgentId, AgentStatus, Grant, McpServer, Name, Origin, Role, Scope,
+    Team, ToolPattern, Transport,
+};
+
+pub use error::StoreError;
+
+/// Who made a change, as recorded in its event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Actor {
+    /// `person`, `agent` or `system`.
+    pub kind: ActorKind,
+    /// The access token name, agent id, or `warden` for the system itself.
+    pub name: String,
+}
+
+/// The kind of [`Actor`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ActorKind {
+    /// A person, by access token name.
+    Person,
+    /// An agent, by id.
+    Agent,
+    /// Warden itself (bootstrap, sweeps).
+    System,
+}
+
+impl Actor {
+    /// A person acting through the access token `name`.
+    pub fn person(name: &Name) -> Actor {
+        Actor {
+            kind: ActorKind::Person,
+            name: name.to_string(),
+        }
+    }
+
+    /// Warden itself.
+    pub fn system() -> Actor {
+        Actor {
+            kind: ActorKind::System,
+            name: "warden".to_owned(),
+        }
+    }
+}
+
+/// One recorded registry change.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ChangeEvent {
+    /// Position in the change log, from 1, without gaps.
+    pub seq: i64,
+    /// When the change committed (RFC 3339, UTC).
+    pub time: String,
+    /// `person`, `agent` or `system`.
+    pub actor_kind: String,
+    /// Who made it.
+    pub actor: String,
+    /// What was done, e.g. `agent.register`, `grant.create`.
+    pub action: String,
+    /// The kind of record changed: `team`, `agent`, …
+    pub target_kind: String,
+    /// The changed record's key.
+    pub target: String,
+    /// The record before the change (`null` when created).
+    pub before: serde_json::Value,
+    /// The record after the change (`null` when deleted).
+    pub after: serde_json::Value,
+}
+
+/// A new agent to register.
+#[derive(Debug, Clone)]
+pub struct NewAgent {
+    /// Its id; the team and name are read from it.
+    pub id: AgentId,
+    /// The person who answers for it.
+    pub owner: String,
+    /// Its declared purpose.
+    pub purpose: String,
+    /// Its tags.
+    pub tags: Vec<Name>,
+    /// How it came to exist.
+    pub origin: Origin,
+    /// The hash of its client secret, if it has one.
+    pub secret_hash: Option<[u8; 32]>,
+}
+
+/// A new MCP server to register.
+#[derive(Debug, Clone)]
+pub struct NewMcpServer {
+    /// Its name.
+    pub name: Name,
+    /// How to reach it.
+    pub transport: Transport,
+    /// The owning team, if any.
+    pub owner_team: Option<Name>,
+    /// Whether its tools are sensitive.
+    pub sensitive: bool,
+    /// Upstream credentials (e.g. headers or environment) injected by the gateway; never returned.
+    pub credentials: Option<serde_json::Value>,
+}
+
+/// A new scope to define.
+#[derive(Debug, Clone)]
+pub struct NewScope {
+    /// Its name.
+    pub name: Name,
+    /// The tools it covers.
+    pub tools: Vec<ToolPattern>,
+    /// Whether it is sensitive.
+    pub sensitive: bool,
+    /// What it is for.
+    pub description: String,
+}
+
+/// Which agents to list.
+#[derive(Debug, Clone, Default)]
+pub struct AgentFilter {
+    /// Only this team's.
+    pub team: Option<Name>,
+    /// Only those carrying this tag.
+    pub tag: Option<Name>,
+}
+
+/// A stored access token matched by its hash.
+#[derive(Debug, Clone)]
+pub struct StoredAccessToken {
+    /// The token's public record.
+    pub info: AccessTokenInfo,
+    /// The SHA-256 stored for it (compare in constant time).
+    pub hash: Vec<u8>,
+}
+
+/// One entry of the revocation feed: an agent's state changed at `at` (unix seconds); tokens issued
+/// at or before `not_before` stay refused even after a resume.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RevocationRecord {
+    /// Position in the feed, from 1, increasing.
+    pub seq: i64,
+    /// The agent's id.
+    pub agent: String,
+    /// `active`, `suspended` or `revoked`.
+    pub state: String,
+    /// Tokens issued at or before this unix time are refused.
+    pub not_before: Option<i64>,
+    /// When the change happened (unix seconds).
+    pub at: i64,
+}
+
+/// The registry store. Cheap to clone; every clone talks to the same database.
+#[derive(Clone)]
+pub struct Store {
+    backend: Arc<sqlite::SqliteStore>,
+}
+
+impl Store {
+    /// Opens (creating if needed) the SQLite database at `path` and brings its schema up to date.
+    pub fn open_sqlite(path: &Path) -> Result<Store, StoreError> {
+        Ok(Store {
+            backend: Arc::new(sqlite::SqliteStore::open(path)?),
+        })
+    }
+
+    async fn run<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&sqlite::SqliteStore) -> Result<T, StoreError> + Send + 'static,
+    {
+        let backend = Arc::clone(&self.backend);
+        tokio::task::spawn_blocking(move || f(&backend))
+            .await
+            .map_err(|e| StoreError::Internal(format!("store task failed: {e}")))?
+    }
+
+    /// A server-wide setting (e.g. `trust_domain`), if set.
+    pub async fn setting(&self, key: &str) -> Result<Option<String>, StoreError> {
+        let key = key.to_owned();
+        self.run(move |db| db.setting(&key)).await
+    }
+
+    /// Sets a server-wide setting, recording the change.
+    pub async fn set_setting(
+        &self,
+        actor: &Actor,
+        key: &str,
+        value: &str,
+    ) -> Result<(), StoreError> {
+        let (actor, key, value) = (actor.clone(), key.to_owned(), value.to_owned());
+        self.run(move |db| db.set_setting(&actor, &key, &value))
+            .await
+    }
+
+    /// Creates a team.
+    pub async fn create_team(&self, actor: &Actor, name: &Name) -> Result<Team, StoreError> {
+        let (actor, name) = (actor.clone(), name.clone());
+        self.run(move |db| db.create_team(&actor, &name)).await
+    }
+
+    /// All teams, by name.
+    pub async fn list_teams(&self) -> Result<Vec<Team>, StoreError> {
+        self.run(|db| db.list_teams()).await
+    }
+
+    /// How many access tokens exist, revoked ones included.
+    pub async fn count_access_tokens(&self) -> Result<i64, StoreError> {
+        self.run(|db| db.count_access_tokens()).await
+    }
+
+    /// Stores a new access token (its hash only).
+    pub async fn create_access_token(
+        &self,
+        actor: &Actor,
+        name: &Name,
+        role: Role,
+        team: Option<&Name>,
+        hash: [u8; 32],
+    ) -> Result<AccessTokenInfo, StoreError> {
+        let (actor, name, team) = (actor.clone(), name.clone(), team.cloned());
+        self.run(move |db| db.create_access_token(&actor, &name, role, team.as_ref(), &hash))
+            .await
+    }
+
+    /// The live (not revoked) access token whose hash is `hash`.
+    pub async fn find_access_token(
+        &self,
+        hash: [u8; 32],
+    ) -> Result<Option<StoredAccessToken>, StoreError> {
+        self.run(move |db| db.find_access_token(&hash)).await
+    }
+
+    /// All access tokens, without secrets.
+    pub async fn list_access_tokens(&self) -> Result<Vec<AccessTokenInfo>, StoreError> {
+        self.run(|db| db.list_access_tokens()).await
+    }
+
+    /// Revokes the access token `name`.
+    pub async fn revoke_access_token(
+        &self,
+        actor: &Actor,
+        name: &Name,
+    ) -> Result<AccessTokenInfo, StoreError> {
+        let (actor, name) = (actor.clone(), name.clone());
+        self.run(move |db| db.revoke_access_token(&actor, &name))
+            .await
+    }
+
+    /// Registers an agent.
+    pub async fn register_agent(
+        &self,
+        actor: &Actor,
+        agent: NewAgent,
+    ) -> Result<Agent, StoreError> {
+        let actor = actor.clone();
+        self.run(move |db| db.register_agent(&actor, &agent)).await
+    }
+
+    /// One agent.
+    pub async fn get_agent(&self, id: &AgentId) -> Result<Agent, StoreError> {
+        let id = id.clone();
+        self.run(move |db| db.get_agent(&id)).await
+    }
+
+    /// Agents matching `filter`, by id.
+    pub async fn list_agents(&self, filter: AgentFilter) -> Result<Vec<Agent>, StoreError> {
+        self.run(move |db| db.list_agents(&filter)).await
+    }
+
+    /// Sets an agent's status; `action` names the change in its event (`agent.suspend`, …).
+    pub async fn set_agent_status(
+        &self,
+        actor: &Actor,
+        id: &AgentId,
+        status: AgentStatus,
+    ) -> Result<Agent, StoreError> {
+        let (actor, id) = (actor.clone(), id.clone());
+        self.run(move |db| db.set_agent_status(&actor, &id, status))
+            .await
+    }
+
+    /// Registers an MCP server.
+    pub async fn add_mcp_server(
+        &self,
+        actor: &Actor,
+        server: NewMcpServer,
+    ) -> Result<McpServer, StoreError> {
+        let actor = actor.clone();
+        self.run(move |db| db.add_mcp_server(&actor, &server)).await
+    }
+
+    /// All MCP servers, by name.
+    pub async fn list_mcp_servers(&self) -> Result<Vec<McpServer>, StoreError> {
+        self.run(|db| db.list_mcp_servers()).await
+    }
+
+    /// Defines a scope.
+    pub async fn define_scope(&self, actor: &Actor, scope: NewScope) -> Result<Scope, StoreError> {
+        let actor = actor.clone();
+        self.run(move |db| db.define_scope(&actor, &scope)).await
+    }
+
+    /// All scopes, by name.
+    pub async fn list_scopes(&self) -> Result<Vec<Scope>, StoreError> {
+        self.run(|db| db.list_scopes()).await
+    }
+
+    /// Gives `agent` the scope `scope`.
+    pub async fn grant(
+        &self,
+        actor: &Actor,
+        scope: &Name,
+        agent: &AgentId,
+    ) -> Result<Grant, StoreError> {
+        let (actor, scope, agent) = (actor.clone(), scope.clone(), agent.clone());
+        self.run(move |db| db.grant(&actor, &scope, &agent)).await
+    }
+
+    /// Takes the scope `scope` from `agent`.
+    pub async fn ungrant(
+        &self,
+        actor: &Actor,
+        scope: &Name,
+        agent: &AgentId,
+    ) -> Result<Grant, StoreError> {
+        let (actor, scope, agent) = (actor.clone(), scope.clone(), agent.clone());
+        self.run(move |db| db.ungrant(&actor, &scope, &agent)).await
+    }
+
+    /// Grants, optionally of one agent only.
+    pub async fn list_grants(&self, agent: Option<&AgentId>) -> Result<Vec<Grant>, StoreError> {
+        let agent = agent.cloned();
+        self.run(move |db| db.list_grants(agent.as_ref())).await
+    }
+
+    /// Revocation feed entries after `since`, oldest first, at most `limit`.
+    pub async fn list_revocations(
+        &self,
+        since: i64,
+        limit: i64,
+    ) -> Result<Vec<RevocationRecord>, StoreError> {
+        self.run(move |db| db.list_revocations(since, limit)).await
+    }
+
+    /// Change events after `since`, oldest first, at most `limit`.
+    pub async fn list_events(
+        &self,
+        since: i64,
+        limit: i64,
+    ) -> Result<Vec<ChangeEvent>, StoreError> {
+        self.run(move |db| db.list_events(since, limit)).await
+    }
+}
