@@ -372,51 +372,54 @@ impl Verifier {
 fn check_revocation(claims: &Claims, revocation: &dyn RevocationCheck) -> Result<(), VerifyError> {
     let acting = claims.acting_agent();
     let acting_id = parse_agent(acting)?;
-    check_agent(revocation, acting, Relation::Itself, claims.iat)?;
+    let refuse = |agent: &str, relation: Relation, refusal: Refusal| {
+        VerifyError::AgentRefused(AgentRefusal {
+            agent: agent.to_owned(),
+            relation,
+            refusal,
+        })
+    };
+    if let Some(refusal) = refusal(revocation, acting, claims.iat) {
+        return Err(refuse(acting, Relation::Itself, refusal));
+    }
     let mut ancestor = acting_id.parent();
     while let Some(id) = ancestor {
-        check_agent(
-            revocation,
-            id.as_str(),
-            Relation::AncestorOf(acting.to_owned()),
-            claims.iat,
-        )?;
+        if let Some(refusal) = refusal(revocation, id.as_str(), claims.iat) {
+            return Err(refuse(
+                id.as_str(),
+                Relation::AncestorOf(acting.to_owned()),
+                refusal,
+            ));
+        }
         ancestor = id.parent();
     }
     // Chain members are normally the ancestors just checked; anyone else in the chain is checked too.
     for agent in claims.chain() {
         parse_agent(agent)?;
-        if agent != acting && !is_ancestor(agent, acting) {
-            check_agent(
-                revocation,
+        if agent == acting || is_ancestor(agent, acting) {
+            continue;
+        }
+        if let Some(refusal) = refusal(revocation, agent, claims.iat) {
+            return Err(refuse(
                 agent,
                 Relation::DelegatorOf(acting.to_owned()),
-                claims.iat,
-            )?;
+                refusal,
+            ));
         }
     }
     Ok(())
 }
 
-fn check_agent(
-    revocation: &dyn RevocationCheck,
-    agent: &str,
-    relation: Relation,
-    iat: i64,
-) -> Result<(), VerifyError> {
-    let refusal = match revocation.status(agent) {
-        AgentState::Revoked => Refusal::Revoked,
-        AgentState::Suspended => Refusal::Suspended,
+/// Why `agent` refuses a token issued at `iat`, if it does.
+fn refusal(revocation: &dyn RevocationCheck, agent: &str, iat: i64) -> Option<Refusal> {
+    match revocation.status(agent) {
+        AgentState::Revoked => Some(Refusal::Revoked),
+        AgentState::Suspended => Some(Refusal::Suspended),
         AgentState::Active {
             not_before: Some(not_before),
-        } if iat <= not_before => Refusal::IssuedBefore { not_before, iat },
-        AgentState::Active { .. } => return Ok(()),
-    };
-    Err(VerifyError::AgentRefused(AgentRefusal {
-        agent: agent.to_owned(),
-        relation,
-        refusal,
-    }))
+        } if iat <= not_before => Some(Refusal::IssuedBefore { not_before, iat }),
+        AgentState::Active { .. } => None,
+    }
 }
 
 fn parse_agent(agent: &str) -> Result<AgentId, VerifyError> {

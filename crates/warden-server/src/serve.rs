@@ -114,12 +114,12 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
     let addr = listener
         .local_addr()
         .map_err(|e| ServeError::Other(e.to_string()))?;
-    println!("warden: listening on http://{addr}");
+    say(format_args!("warden: listening on http://{addr}"));
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())
         .await
         .map_err(|e| ServeError::Other(format!("server failed: {e}")))?;
-    println!("warden: stopped");
+    say(format_args!("warden: stopped"));
     Ok(())
 }
 
@@ -239,11 +239,11 @@ async fn bootstrap_admin_token(store: &Store, dir: &Path) -> Result<(), ServeErr
             secret::hash(&token),
         )
         .await?;
-    println!(
+    say(format_args!(
         "warden: bootstrap platform-admin token (shown once; also written to {}):",
         path.display()
-    );
-    println!("{token}");
+    ));
+    say(format_args!("{token}"));
     Ok(())
 }
 
@@ -263,5 +263,12 @@ async fn shutdown_signal() {
         () = ctrl_c => {},
         () = term => {},
     }
-    println!("warden: shutting down; finishing in-flight requests");
+    say(format_args!("warden: shutting down; finishing in-flight requests"));
+}
+
+/// Prints a line for the operator; a closed stdout must never stop the server.
+fn say(line: std::fmt::Arguments<'_>) {
+    let mut stdout = std::io::stdout().lock();
+    let _ = writeln!(stdout, "{line}");
+    let _ = stdout.flush();
 }

@@ -712,9 +712,9 @@ fn signed_but_hostile_payloads_are_refused() {
     let key = ring.active();
     let verifier = verifier(&ring);
     // Deeply nested actors hit the JSON parser's recursion limit, not the stack.
-    let mut act = json!({ "sub": ROOT });
+    let mut act = json!({ "sub": "a" });
     for _ in 0..200 {
-        act = json!({ "sub": ROOT, "act": act });
+        act = json!({ "sub": "a", "act": act });
     }
     let mut payload = serde_json::to_value(root_claims()).unwrap();
     payload["act"] = act;
@@ -785,4 +785,27 @@ fn unix_times_are_shown_as_dates() {
     );
     assert_eq!(UnixTime(-1).to_string(), "unix -1");
     assert_eq!(UnixTime(i64::MAX).to_string(), format!("unix {}", i64::MAX));
+}
+
+#[test]
+fn signatures_are_checked_strictly() {
+    // With the identity point as public key, R = identity and S = 0 satisfy the plain Ed25519
+    // equation for every message; only strict verification refuses them.
+    let mut identity = [0u8; 32];
+    identity[0] = 1;
+    let weak = VerifyingKey::from_bytes(&identity).unwrap();
+    let verifier = Verifier::new([("weak".to_owned(), weak)], VerifierConfig::new(ISS, AUD));
+    let header = json!({ "alg": "EdDSA", "typ": "JWT", "kid": "weak" });
+    let mut signature = [0u8; 64];
+    signature[0] = 1;
+    let token = format!(
+        "{}.{}.{}",
+        b64(header.to_string()),
+        b64(serde_json::to_vec(&root_claims()).unwrap()),
+        b64(signature)
+    );
+    assert_eq!(
+        refused(&verifier, &token, &NoRevocations),
+        VerifyError::BadSignature
+    );
 }

@@ -1,0 +1,11 @@
+//! End-to-end tests: each starts the real `warden` binary on a free loopback port with its own data
+//! directory and talks to it over HTTP and through the CLI, as users and scripts do.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, unreachable_pub, reason = "tests")]
+
+mod support;
+
+mod bad_input;
+mod lifecycle;
+mod permissions;
+mod registry;

@@ -1,0 +1,201 @@
+//! Starting and stopping a real `warden serve`, and small HTTP and CLI helpers.
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use serde_json::Value;
+
+pub const WARDEN: &str = env!("CARGO_BIN_EXE_warden");
+
+/// A running server.
+pub struct Server {
+    pub child: Child,
+    pub url: String,
+    /// The bootstrap token, when this start printed one.
+    pub printed_token: Option<String>,
+    /// Keeps the pipe reader alive so the server's output never hits a closed pipe.
+    pub _stdout: mpsc::Receiver<String>,
+    pub data_dir: PathBuf,
+}
+
+impl Server {
+    /// Starts `warden serve` on `dir` and waits until it listens.
+    pub fn start(dir: &Path) -> Server {
+        Server::start_with(dir, &[])
+    }
+
+    pub fn start_with(dir: &Path, extra: &[&str]) -> Server {
+        let mut child = Command::new(WARDEN)
+            .args(["serve", "--data-dir"])
+            .arg(dir)
+            .args(["--listen", "127.0.0.1:0"])
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn warden serve");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut printed_token = None;
+        let url = loop {
+            let Ok(line) = rx.recv_timeout(Duration::from_secs(60)) else {
+                let _ = child.kill();
+                let mut err = String::new();
+                child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+                panic!("warden serve did not start: {err}")
+            };
+            if line.starts_with("wdn_") {
+                printed_token = Some(line.clone());
+            }
+            if let Some(url) = line.strip_prefix("warden: listening on ") {
+                break url.to_owned();
+            }
+        };
+        Server { child, url, printed_token, _stdout: rx, data_dir: dir.to_owned() }
+    }
+
+    /// The bootstrap platform-admin token, from `DIR/admin.token`.
+    pub fn admin_token(&self) -> String {
+        std::fs::read_to_string(self.data_dir.join("admin.token")).unwrap().trim().to_owned()
+    }
+
+    /// Sends SIGTERM and waits for a clean exit.
+    pub fn stop(mut self) -> std::process::ExitStatus {
+        let status = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().unwrap();
+        assert!(status.success());
+        let status = self.child.wait().unwrap();
+        std::mem::forget(self);
+        status
+    }
+
+    pub fn api(&self, token: &str) -> Api {
+        Api { base: self.url.clone(), token: Some(token.to_owned()) }
+    }
+
+    /// Runs the CLI against this server with `token`.
+    pub fn cli(&self, token: &str, args: &[&str]) -> Output {
+        Command::new(WARDEN)
+            .args(args)
+            .env("WARDEN_SERVER", &self.url)
+            .env("WARDEN_TOKEN", token)
+            .output()
+            .unwrap()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A JSON answer: status and body.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub body: Value,
+    pub www_authenticate: Option<String>,
+}
+
+impl Reply {
+    pub fn code(&self) -> &str {
+        self.body["error"]["code"].as_str().unwrap_or("")
+    }
+
+    pub fn message(&self) -> &str {
+        self.body["error"]["message"].as_str().unwrap_or("")
+    }
+}
+
+/// Raw HTTP against the API.
+#[derive(Clone)]
+pub struct Api {
+    pub base: String,
+    pub token: Option<String>,
+}
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder().http_status_as_error(false).build().into()
+}
+
+impl Api {
+    pub fn anonymous(base: &str) -> Api {
+        Api { base: base.to_owned(), token: None }
+    }
+
+    pub fn request(&self, method: &str, path: &str, body: Option<(&str, &[u8])>) -> Reply {
+        let uri = format!("{}{path}", self.base);
+        let mut builder = ureq::http::Request::builder().method(method).uri(&uri);
+        if let Some(token) = &self.token {
+            builder = builder.header("Authorization", format!("Bearer {token}"));
+        }
+        let agent = agent();
+        let res = match body {
+            Some((content_type, bytes)) => {
+                let req = builder.header("Content-Type", content_type).body(bytes.to_vec()).unwrap();
+                agent.run(req)
+            }
+            None => agent.run(builder.body(()).unwrap()),
+        };
+        let mut res = res.unwrap_or_else(|e| panic!("{method} {path}: {e}"));
+        let status = res.status().as_u16();
+        let www_authenticate =
+            res.headers().get("www-authenticate").map(|v| v.to_str().unwrap().to_owned());
+        let text = res.body_mut().read_to_string().unwrap();
+        let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        Reply { status, body, www_authenticate }
+    }
+
+    pub fn get(&self, path: &str) -> Reply {
+        self.request("GET", path, None)
+    }
+
+    pub fn post(&self, path: &str, body: &Value) -> Reply {
+        self.request("POST", path, Some(("application/json", body.to_string().as_bytes())))
+    }
+
+    pub fn delete(&self, path: &str) -> Reply {
+        self.request("DELETE", path, None)
+    }
+
+    /// How many change events the registry holds (needs an admin or auditor token).
+    pub fn event_count(&self) -> usize {
+        let reply = self.get("/v1/events?limit=10000");
+        assert_eq!(reply.status, 200, "{reply:?}");
+        reply.body.as_array().unwrap().len()
+    }
+}
+
+/// Percent-encodes a path segment.
+pub fn enc(segment: &str) -> String {
+    segment
+        .bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                char::from(b).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+pub fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
