@@ -7,8 +7,8 @@
 //! attribution and revocation only.
 //!
 //! Verification never lets the token choose how it is checked: the algorithm is pinned to EdDSA, the
-//! key comes from the verifier's own set by `kid`, and the signature is checked (strictly, rejecting
-//! malleable encodings) before any claim is read. It never panics, whatever the input.
+//! key comes from the verifier's own set by `kid`, and the signature is checked strictly (no weak keys,
+//! no malleable encodings) before any claim is read. It never panics, whatever the input.
 
 use std::collections::HashMap;
 use std::fmt;

@@ -387,25 +387,7 @@ impl SqliteStore {
                 created_at: now.clone(),
                 updated_at: now,
             };
-            tx.execute(
-                "INSERT INTO agents (id, team, name, owner, purpose, tags, status, origin, parent, secret_hash,
-                                     created_at, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
-                params![
-                    agent.id.as_str(),
-                    agent.team.as_str(),
-                    agent.name.as_str(),
-                    agent.owner,
-                    agent.purpose,
-                    serde_json::to_string(&agent.tags)?,
-                    agent.status.as_str(),
-                    agent.origin.as_str(),
-                    agent.parent.as_ref().map(AgentId::as_str),
-                    new.secret_hash.as_ref().map(|h| &h[..]),
-                    agent.created_at,
-                    agent.updated_at,
-                ],
-            )?;
+            insert_agent(tx, &agent, new.secret_hash.as_ref())?;
             record(tx, actor, "agent.register", "agent", agent.id.as_str(), None::<&Agent>, Some(&agent))?;
             Ok(agent)
         })
@@ -772,6 +754,87 @@ impl SqliteStore {
         .collect()
     }
 
+    pub(crate) fn agent_credentials(&self, id: &AgentId) -> Result<Option<(Agent, Option<Vec<u8>>)>, StoreError> {
+        let conn = self.lock()?;
+        let Some(agent) = load_agent(&conn, id)? else { return Ok(None) };
+        let hash: Option<Vec<u8>> =
+            conn.query_row("SELECT secret_hash FROM agents WHERE id = ?1", [id.as_str()], |row| row.get(0))?;
+        Ok(Some((agent, hash)))
+    }
+
+    pub(crate) fn register_subagent(
+        &self,
+        actor: &Actor,
+        new: &NewAgent,
+        scopes: &[Name],
+    ) -> Result<Agent, StoreError> {
+        self.write(|tx| {
+            let parent_id = new
+                .id
+                .parent()
+                .ok_or_else(|| StoreError::Internal(format!("`{}` is not a subagent id", new.id)))?;
+            let parent = load_agent(tx, &parent_id)?
+                .ok_or_else(|| StoreError::NotFound { kind: "agent", key: parent_id.to_string() })?;
+            let existing = load_agent(tx, &new.id)?;
+            let agent = match existing {
+                Some(agent) if agent.status != AgentStatus::Active => {
+                    return Err(StoreError::Conflict(format!("subagent `{}` is {}", agent.id, agent.status)));
+                }
+                Some(agent) => agent,
+                None => {
+                    let now = now_rfc3339();
+                    let agent = Agent {
+                        id: new.id.clone(),
+                        team: parent.team.clone(),
+                        name: new.id.name(),
+                        owner: parent.owner.clone(),
+                        purpose: new.purpose.clone(),
+                        tags: parent.tags.clone(),
+                        status: AgentStatus::Active,
+                        origin: Origin::Delegated,
+                        parent: Some(parent_id.clone()),
+                        scopes: Vec::new(),
+                        created_at: now.clone(),
+                        updated_at: now,
+                    };
+                    insert_agent(tx, &agent, None)?;
+                    record(tx, actor, "agent.register", "agent", agent.id.as_str(), None::<&Agent>, Some(&agent))?;
+                    agent
+                }
+            };
+            for scope in scopes {
+                if agent.scopes.contains(scope) {
+                    continue;
+                }
+                let grant = Grant {
+                    scope: scope.clone(),
+                    agent: agent.id.clone(),
+                    granted_by: actor.name.clone(),
+                    created_at: now_rfc3339(),
+                };
+                tx.execute(
+                    "INSERT INTO grants (scope, agent, granted_by, created_at) VALUES (?1, ?2, ?3, ?4)",
+                    params![scope.as_str(), agent.id.as_str(), grant.granted_by, grant.created_at],
+                )?;
+                record(tx, actor, "grant.create", "grant", &format!("{scope}@{}", agent.id), None::<&()>, Some(&grant))?;
+            }
+            let mut agent = agent;
+            agent.scopes = load_scopes_of(tx, &agent.id)?;
+            Ok(agent)
+        })
+    }
+
+    pub(crate) fn record_event(
+        &self,
+        actor: &Actor,
+        action: &str,
+        target_kind: &str,
+        target: &str,
+        details: &serde_json::Value,
+    ) -> Result<(), StoreError> {
+        self.write(|tx| record(tx, actor, action, target_kind, target, None::<&()>, Some(details)))
+    }
+
     // Revocation feed and change events.
 
     pub(crate) fn list_revocations(
@@ -863,6 +926,29 @@ fn record<B: Serialize, A: Serialize>(
             target,
             before.map(serde_json::to_string).transpose()?,
             after.map(serde_json::to_string).transpose()?,
+        ],
+    )?;
+    Ok(())
+}
+
+fn insert_agent(tx: &Transaction<'_>, agent: &Agent, secret_hash: Option<&[u8; 32]>) -> Result<(), StoreError> {
+    tx.execute(
+        "INSERT INTO agents (id, team, name, owner, purpose, tags, status, origin, parent, secret_hash,
+                             created_at, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+        params![
+            agent.id.as_str(),
+            agent.team.as_str(),
+            agent.name.as_str(),
+            agent.owner,
+            agent.purpose,
+            serde_json::to_string(&agent.tags)?,
+            agent.status.as_str(),
+            agent.origin.as_str(),
+            agent.parent.as_ref().map(AgentId::as_str),
+            secret_hash.map(|h| &h[..]),
+            agent.created_at,
+            agent.updated_at,
         ],
     )?;
     Ok(())
