@@ -49,8 +49,57 @@ pub(crate) enum Command {
     Grant(GrantArgs),
     /// Take a scope from an agent.
     Ungrant(GrantArgs),
+    /// Agent access tokens: issue and delegate.
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// Signing keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
     /// Show who the access token belongs to.
     Whoami,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum TokenCommand {
+    /// Trade an agent's client secret for a short-lived access token (printed alone on stdout).
+    Issue {
+        /// The agent (SPIFFE id).
+        #[arg(long)]
+        agent: String,
+        /// Its client secret.
+        #[arg(long, env = "WARDEN_AGENT_SECRET", hide_env_values = true)]
+        secret: String,
+        /// Lifetime in seconds (capped by the server, at most 900).
+        #[arg(long)]
+        ttl: Option<i64>,
+        /// Only these of the agent's scopes, comma separated.
+        #[arg(long, value_delimiter = ',')]
+        scope: Vec<String>,
+    },
+    /// Exchange an agent's token for a subagent's (RFC 8693); the subagent is registered if new.
+    Delegate {
+        /// The delegating agent's own access token.
+        #[arg(long = "token", env = "WARDEN_AGENT_TOKEN", hide_env_values = true)]
+        parent: String,
+        /// The subagent's name.
+        #[arg(long)]
+        name: String,
+        /// The subagent's scopes, a subset of the parent token's, comma separated.
+        #[arg(long, value_delimiter = ',', required = true)]
+        scope: Vec<String>,
+        /// Lifetime in seconds (never beyond the parent token's expiry).
+        #[arg(long)]
+        ttl: Option<i64>,
+        /// The subagent's declared purpose (default: the parent's).
+        #[arg(long)]
+        purpose: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum KeysCommand {
+    /// Add a new signing key; older ones stay published until their tokens expire (platform-admin).
+    Rotate,
 }
 
 #[derive(Debug, Args)]
@@ -64,6 +113,12 @@ pub(crate) struct ServeArgs {
     /// The SPIFFE trust domain of agent ids (default `warden.local`, fixed at first start).
     #[arg(long)]
     pub(crate) trust_domain: Option<String>,
+    /// Lifetime of agent access tokens in seconds (at most 900).
+    #[arg(long, default_value_t = 900)]
+    pub(crate) token_ttl: i64,
+    /// How many delegation hops below a root agent are allowed.
+    #[arg(long, default_value_t = 3)]
+    pub(crate) max_delegation_depth: u32,
 }
 
 #[derive(Debug, Subcommand)]

@@ -105,6 +105,20 @@ impl Client {
         self.finish(&url, res)
     }
 
+    /// Posts a form without a person's token (the OAuth token endpoint authenticates the agent).
+    pub(crate) fn post_form(
+        &self,
+        path: &str,
+        form: &[(&str, String)],
+    ) -> Result<Value, ClientError> {
+        let url = format!("{}{path}", self.base);
+        let res = self
+            .agent
+            .post(&url)
+            .send_form(form.iter().map(|(k, v)| (*k, v.as_str())));
+        self.finish(&url, res)
+    }
+
     pub(crate) fn delete(&self, path: &str) -> Result<Value, ClientError> {
         let url = format!("{}{path}", self.base);
         let res = self
@@ -137,6 +151,18 @@ impl Client {
         })?;
         if (200..300).contains(&status) {
             return Ok(value);
+        }
+        // OAuth endpoints answer RFC 6749 errors: {"error": "invalid_scope", "error_description": …}.
+        if let Some(code) = value["error"].as_str() {
+            let denied = matches!(code, "invalid_scope" | "invalid_grant" | "access_denied");
+            return Err(ClientError::Api {
+                status: if denied { 403 } else { status },
+                code: code.to_owned(),
+                message: value["error_description"]
+                    .as_str()
+                    .unwrap_or("the server gave no description")
+                    .to_owned(),
+            });
         }
         let error = &value["error"];
         Err(ClientError::Api {

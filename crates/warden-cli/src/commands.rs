@@ -5,7 +5,8 @@ use anyhow::{Context, bail};
 use serde_json::{Value, json};
 
 use crate::cli::{
-    AccessTokenCommand, AgentCommand, Cli, Command, McpServerCommand, ScopeCommand, TeamCommand,
+    AccessTokenCommand, AgentCommand, Cli, Command, KeysCommand, McpServerCommand, ScopeCommand,
+    TeamCommand, TokenCommand,
 };
 use crate::client::{Client, encode_segment};
 use crate::output;
@@ -72,6 +73,18 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<()> {
             });
             Ok(())
         }
+        Command::Token(cmd) => token(&client, json, cmd),
+        Command::Keys(KeysCommand::Rotate) => {
+            let res = client.post("/v1/keys/rotate", &json!({}))?;
+            show(json, &res, |v| {
+                println!(
+                    "new signing key `{}`; published: {}",
+                    v["kid"].as_str().unwrap_or_default(),
+                    output_list(&v["published"])
+                )
+            });
+            Ok(())
+        }
         Command::Whoami => {
             let res = client.get("/v1/whoami")?;
             show(json, &res, |v| output::record(v, &["name", "role", "team"]));
@@ -98,6 +111,8 @@ fn serve(args: crate::cli::ServeArgs) -> anyhow::Result<()> {
         data_dir: args.data_dir,
         listen: args.listen,
         trust_domain: args.trust_domain,
+        token_ttl_secs: args.token_ttl,
+        max_delegation_depth: args.max_delegation_depth,
     };
     runtime.block_on(warden_server::serve(config))?;
     Ok(())
@@ -328,5 +343,70 @@ fn scope(client: &Client, json: bool, cmd: ScopeCommand) -> anyhow::Result<()> {
             });
         }
     }
+    Ok(())
+}
+
+fn output_list(value: &Value) -> String {
+    value
+        .as_array()
+        .map(|items| {
+            items
+                .iter()
+                .filter_map(Value::as_str)
+                .collect::<Vec<_>>()
+                .join(", ")
+        })
+        .unwrap_or_default()
+}
+
+fn token(client: &Client, json: bool, cmd: TokenCommand) -> anyhow::Result<()> {
+    let mut form: Vec<(&str, String)> = Vec::new();
+    match cmd {
+        TokenCommand::Issue {
+            agent,
+            secret,
+            ttl,
+            scope,
+        } => {
+            form.push(("grant_type", "client_credentials".to_owned()));
+            form.push(("client_id", agent));
+            form.push(("client_secret", secret));
+            if !scope.is_empty() {
+                form.push(("scope", scope.join(" ")));
+            }
+            if let Some(ttl) = ttl {
+                form.push(("ttl", ttl.to_string()));
+            }
+        }
+        TokenCommand::Delegate {
+            parent,
+            name,
+            scope,
+            ttl,
+            purpose,
+        } => {
+            form.push((
+                "grant_type",
+                "urn:ietf:params:oauth:grant-type:token-exchange".to_owned(),
+            ));
+            form.push(("subject_token", parent));
+            form.push((
+                "subject_token_type",
+                "urn:ietf:params:oauth:token-type:access_token".to_owned(),
+            ));
+            form.push(("name", name));
+            form.push(("scope", scope.join(" ")));
+            if let Some(ttl) = ttl {
+                form.push(("ttl", ttl.to_string()));
+            }
+            if let Some(purpose) = purpose {
+                form.push(("purpose", purpose));
+            }
+        }
+    }
+    let res = client.post_form("/oauth2/token", &form)?;
+    show(json, &res, |v| {
+        println!("{}", v["access_token"].as_str().unwrap_or_default())
+    });
     Ok(())
 }

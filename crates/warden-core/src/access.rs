@@ -75,6 +75,10 @@ pub enum Operation<'a> {
     ManageScopes,
     /// Register MCP servers.
     ManageMcpServers,
+    /// Rotate signing keys.
+    ManageKeys,
+    /// Read the change log.
+    ReadChangeLog,
     /// Register, suspend, resume or revoke the agents of `team`, and grant them scopes.
     ManageAgents {
         /// The team that owns the agent.
@@ -91,6 +95,8 @@ impl Operation<'_> {
             Operation::ManageAccessTokens => "managing access tokens".to_owned(),
             Operation::ManageScopes => "defining scopes".to_owned(),
             Operation::ManageMcpServers => "managing MCP servers".to_owned(),
+            Operation::ManageKeys => "rotating signing keys".to_owned(),
+            Operation::ReadChangeLog => "reading the change log".to_owned(),
             Operation::ManageAgents { team } => {
                 format!("managing agents and grants of team `{team}`")
             }
@@ -100,7 +106,9 @@ impl Operation<'_> {
     fn needed(&self) -> String {
         match self {
             Operation::ReadRegistry => "any role".to_owned(),
-            Operation::ReadAccessTokens => "platform-admin or auditor".to_owned(),
+            Operation::ReadAccessTokens | Operation::ReadChangeLog => {
+                "platform-admin or auditor".to_owned()
+            }
             Operation::ManageAgents { team } => {
                 format!("platform-admin or team-admin of team `{team}`")
             }
@@ -124,7 +132,7 @@ impl Person {
         let allowed = match (self.role, operation) {
             (Role::PlatformAdmin, _) => true,
             (_, Operation::ReadRegistry) => true,
-            (Role::Auditor, Operation::ReadAccessTokens) => true,
+            (Role::Auditor, Operation::ReadAccessTokens | Operation::ReadChangeLog) => true,
             (Role::TeamAdmin, Operation::ManageAgents { team }) => self.team.as_ref() == Some(team),
             _ => false,
         };

@@ -6,6 +6,7 @@
 //! validate input and call the store or a library crate; domain rules live in `warden-core`, storage
 //! in `warden-store`, credentials in `warden-identity`, so the gateway and the CLI can share them.
 
+mod credentials;
 mod error;
 mod extract;
 mod routes;
@@ -17,8 +18,9 @@ use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
 use axum::routing::get;
 
+pub use credentials::{Credentials, TokenPolicy};
 pub use error::ApiError;
-pub use serve::{ServeConfig, ServeError, serve};
+pub use serve::{MAX_TOKEN_TTL_SECS, ServeConfig, ServeError, serve};
 pub use state::AppState;
 
 /// The largest request body the API accepts.

@@ -10,11 +10,18 @@ use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
+use std::sync::Arc;
+
 use warden_core::{Name, Role};
+use warden_identity::keys::KeyRing;
 use warden_identity::secret::{self, SecretKind};
 use warden_store::{Actor, Store};
 
+use crate::credentials::{Credentials, TokenPolicy};
 use crate::state::AppState;
+
+/// The longest agent token lifetime Warden issues: 15 minutes.
+pub const MAX_TOKEN_TTL_SECS: i64 = 900;
 
 /// How to run the control plane.
 #[derive(Debug, Clone)]
@@ -25,6 +32,10 @@ pub struct ServeConfig {
     pub listen: String,
     /// The SPIFFE trust domain; `None` keeps the stored one (or `warden.local` on first start).
     pub trust_domain: Option<String>,
+    /// The lifetime of agent tokens in seconds (1–900).
+    pub token_ttl_secs: i64,
+    /// How many delegation hops below a root agent are allowed.
+    pub max_delegation_depth: u32,
 }
 
 /// Why the server could not start or stopped with an error.
@@ -100,9 +111,24 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
     let trust_domain = settle_trust_domain(&store, config.trust_domain.as_deref()).await?;
     bootstrap_admin_token(&store, dir).await?;
 
+    if !(1..=MAX_TOKEN_TTL_SECS).contains(&config.token_ttl_secs) {
+        return Err(ServeError::Other(format!(
+            "--token-ttl must be between 1 and {MAX_TOKEN_TTL_SECS} seconds, not {}",
+            config.token_ttl_secs
+        )));
+    }
+    let keys_dir = dir.join("keys");
+    let keys = KeyRing::open_or_create(&keys_dir, crate::credentials::now_unix())
+        .map_err(|e| ServeError::Other(format!("signing keys: {e}")))?;
+    let policy = TokenPolicy {
+        max_ttl_secs: config.token_ttl_secs,
+        max_depth: config.max_delegation_depth,
+    };
+    let credentials = Credentials::load(keys, &trust_domain, policy, &store).await?;
     let state = AppState {
         store,
         trust_domain,
+        credentials: Arc::new(credentials),
     };
     let app = crate::router(state);
     let listener = tokio::net::TcpListener::bind(&config.listen)
@@ -263,7 +289,9 @@ async fn shutdown_signal() {
         () = ctrl_c => {},
         () = term => {},
     }
-    say(format_args!("warden: shutting down; finishing in-flight requests"));
+    say(format_args!(
+        "warden: shutting down; finishing in-flight requests"
+    ));
 }
 
 /// Prints a line for the operator; a closed stdout must never stop the server.

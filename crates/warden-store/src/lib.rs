@@ -55,7 +55,10 @@ impl Actor {
 
     /// An agent acting with its own credentials.
     pub fn agent(id: &AgentId) -> Actor {
-        Actor { kind: ActorKind::Agent, name: id.to_string() }
+        Actor {
+            kind: ActorKind::Agent,
+            name: id.to_string(),
+        }
     }
 
     /// Warden itself.
@@ -354,7 +357,10 @@ impl Store {
     }
 
     /// An agent with the stored hash of its client secret (`None` for a subagent, which has none).
-    pub async fn agent_credentials(&self, id: &AgentId) -> Result<Option<(Agent, Option<Vec<u8>>)>, StoreError> {
+    pub async fn agent_credentials(
+        &self,
+        id: &AgentId,
+    ) -> Result<Option<(Agent, Option<Vec<u8>>)>, StoreError> {
         let id = id.clone();
         self.run(move |db| db.agent_credentials(&id)).await
     }
@@ -362,9 +368,15 @@ impl Store {
     /// Registers the subagent `new.id` under its parent (team, owner and tags inherited, origin
     /// `delegated`) unless it exists already, and grants it `scopes` it does not hold yet; one
     /// transaction.
-    pub async fn register_subagent(&self, actor: &Actor, new: NewAgent, scopes: Vec<Name>) -> Result<Agent, StoreError> {
+    pub async fn register_subagent(
+        &self,
+        actor: &Actor,
+        new: NewAgent,
+        scopes: Vec<Name>,
+    ) -> Result<Agent, StoreError> {
         let actor = actor.clone();
-        self.run(move |db| db.register_subagent(&actor, &new, &scopes)).await
+        self.run(move |db| db.register_subagent(&actor, &new, &scopes))
+            .await
     }
 
     /// Records an event that is not a registry change (a credential issued or refused, a key
@@ -377,9 +389,14 @@ impl Store {
         target: &str,
         details: serde_json::Value,
     ) -> Result<(), StoreError> {
-        let (actor, action, target_kind, target) =
-            (actor.clone(), action.to_owned(), target_kind.to_owned(), target.to_owned());
-        self.run(move |db| db.record_event(&actor, &action, &target_kind, &target, &details)).await
+        let (actor, action, target_kind, target) = (
+            actor.clone(),
+            action.to_owned(),
+            target_kind.to_owned(),
+            target.to_owned(),
+        );
+        self.run(move |db| db.record_event(&actor, &action, &target_kind, &target, &details))
+            .await
     }
 
     /// Revocation feed entries after `since`, oldest first, at most `limit`.

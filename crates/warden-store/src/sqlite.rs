@@ -361,12 +361,18 @@ impl SqliteStore {
             let team = new.id.team();
             require_team(tx, &team)?;
             if agent_exists(tx, &new.id)? {
-                return Err(StoreError::Conflict(format!("agent `{}` already exists", new.id)));
+                return Err(StoreError::Conflict(format!(
+                    "agent `{}` already exists",
+                    new.id
+                )));
             }
             let parent = new.id.parent();
             if let Some(parent) = &parent {
                 if !agent_exists(tx, parent)? {
-                    return Err(StoreError::NotFound { kind: "agent", key: parent.to_string() });
+                    return Err(StoreError::NotFound {
+                        kind: "agent",
+                        key: parent.to_string(),
+                    });
                 }
             }
             let mut tags = new.tags.clone();
@@ -388,7 +394,15 @@ impl SqliteStore {
                 updated_at: now,
             };
             insert_agent(tx, &agent, new.secret_hash.as_ref())?;
-            record(tx, actor, "agent.register", "agent", agent.id.as_str(), None::<&Agent>, Some(&agent))?;
+            record(
+                tx,
+                actor,
+                "agent.register",
+                "agent",
+                agent.id.as_str(),
+                None::<&Agent>,
+                Some(&agent),
+            )?;
             Ok(agent)
         })
     }
@@ -754,11 +768,19 @@ impl SqliteStore {
         .collect()
     }
 
-    pub(crate) fn agent_credentials(&self, id: &AgentId) -> Result<Option<(Agent, Option<Vec<u8>>)>, StoreError> {
+    pub(crate) fn agent_credentials(
+        &self,
+        id: &AgentId,
+    ) -> Result<Option<(Agent, Option<Vec<u8>>)>, StoreError> {
         let conn = self.lock()?;
-        let Some(agent) = load_agent(&conn, id)? else { return Ok(None) };
-        let hash: Option<Vec<u8>> =
-            conn.query_row("SELECT secret_hash FROM agents WHERE id = ?1", [id.as_str()], |row| row.get(0))?;
+        let Some(agent) = load_agent(&conn, id)? else {
+            return Ok(None);
+        };
+        let hash: Option<Vec<u8>> = conn.query_row(
+            "SELECT secret_hash FROM agents WHERE id = ?1",
+            [id.as_str()],
+            |row| row.get(0),
+        )?;
         Ok(Some((agent, hash)))
     }
 
@@ -832,7 +854,17 @@ impl SqliteStore {
         target: &str,
         details: &serde_json::Value,
     ) -> Result<(), StoreError> {
-        self.write(|tx| record(tx, actor, action, target_kind, target, None::<&()>, Some(details)))
+        self.write(|tx| {
+            record(
+                tx,
+                actor,
+                action,
+                target_kind,
+                target,
+                None::<&()>,
+                Some(details),
+            )
+        })
     }
 
     // Revocation feed and change events.
@@ -931,7 +963,11 @@ fn record<B: Serialize, A: Serialize>(
     Ok(())
 }
 
-fn insert_agent(tx: &Transaction<'_>, agent: &Agent, secret_hash: Option<&[u8; 32]>) -> Result<(), StoreError> {
+fn insert_agent(
+    tx: &Transaction<'_>,
+    agent: &Agent,
+    secret_hash: Option<&[u8; 32]>,
+) -> Result<(), StoreError> {
     tx.execute(
         "INSERT INTO agents (id, team, name, owner, purpose, tags, status, origin, parent, secret_hash,
                              created_at, updated_at)

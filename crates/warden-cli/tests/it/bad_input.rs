@@ -9,7 +9,10 @@ fn malformed_requests_are_refused_precisely_and_change_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path());
     let admin = server.api(&server.admin_token());
-    assert_eq!(admin.post("/v1/teams", &json!({"name": "payments"})).status, 201);
+    assert_eq!(
+        admin.post("/v1/teams", &json!({"name": "payments"})).status,
+        201
+    );
     let before = admin.event_count();
 
     let cases: Vec<(&str, &str, Option<(&str, Vec<u8>)>, u16, &str, &str)> = vec![
@@ -66,12 +69,24 @@ fn malformed_requests_are_refused_precisely_and_change_nothing() {
     .collect();
 
     for (method, path, body, status, code, message) in &cases {
-        let reply = admin.request(method, path, body.as_ref().map(|(ct, b)| (*ct, b.as_slice())));
+        let reply = admin.request(
+            method,
+            path,
+            body.as_ref().map(|(ct, b)| (*ct, b.as_slice())),
+        );
         assert_eq!(reply.status, *status, "{method} {path}: {reply:?}");
         assert_eq!(reply.code(), *code, "{method} {path}: {reply:?}");
-        assert!(reply.message().contains(message), "{method} {path}: `{}` lacks `{message}`", reply.message());
+        assert!(
+            reply.message().contains(message),
+            "{method} {path}: `{}` lacks `{message}`",
+            reply.message()
+        );
     }
-    assert_eq!(admin.event_count(), before, "no refused request wrote anything");
+    assert_eq!(
+        admin.event_count(),
+        before,
+        "no refused request wrote anything"
+    );
     assert_eq!(admin.get("/v1/agents").body, json!([]));
 }
 
@@ -83,34 +98,57 @@ fn missing_or_bad_credentials_get_401_with_challenge() {
     let reply = anonymous.get("/v1/teams");
     assert_eq!(reply.status, 401);
     assert_eq!(reply.code(), "unauthenticated");
-    assert_eq!(reply.www_authenticate.as_deref(), Some("Bearer realm=\"warden\""));
+    assert_eq!(
+        reply.www_authenticate.as_deref(),
+        Some("Bearer realm=\"warden\"")
+    );
     let reply = server.api("not-a-token").get("/v1/teams");
     assert_eq!(reply.status, 401);
     let mut basic = anonymous.clone();
     basic.token = None;
     let reply = basic.request("GET", "/v1/teams", None);
-    assert!(reply.message().contains("missing `Authorization: Bearer"), "{reply:?}");
+    assert!(
+        reply.message().contains("missing `Authorization: Bearer"),
+        "{reply:?}"
+    );
     // Health and the OpenAPI document need no token.
     assert_eq!(anonymous.get("/healthz").status, 200);
     assert_eq!(anonymous.get("/openapi.json").status, 200);
 
     let out = server.cli("", &["team", "list"]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).starts_with("error: no access token: pass --token or set WARDEN_TOKEN"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).starts_with("error: no access token: pass --token or set WARDEN_TOKEN"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
 fn cli_usage_errors_exit_2_and_unreachable_server_exits_1() {
-    let out = std::process::Command::new(crate::support::WARDEN).args(["agent", "register", "--team", "x"]).output().unwrap();
+    let out = std::process::Command::new(crate::support::WARDEN)
+        .args(["agent", "register", "--team", "x"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("--name"), "{}", stderr(&out));
     let out = std::process::Command::new(crate::support::WARDEN)
-        .args(["--server", "http://127.0.0.1:9", "--token", "x", "team", "list"])
+        .args([
+            "--server",
+            "http://127.0.0.1:9",
+            "--token",
+            "x",
+            "team",
+            "list",
+        ])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
-    assert!(err.starts_with("error: cannot reach warden at http://127.0.0.1:9"), "{err}");
+    assert!(
+        err.starts_with("error: cannot reach warden at http://127.0.0.1:9"),
+        "{err}"
+    );
     assert_eq!(err.lines().count(), 1, "{err}");
 }
 
@@ -158,11 +196,21 @@ fn openapi_document_matches_the_router() {
     // Every documented operation is routed: none answers "no such endpoint" or 405.
     for entry in &documented {
         let (method, path) = entry.split_once(' ').unwrap();
-        let path = path.replace("{id}", &enc("t/a")).replace("{name}", "n").replace("{scope}", "s");
-        let body = if method == "POST" { Some(("application/json", b"{}".as_slice())) } else { None };
+        let path = path
+            .replace("{id}", &enc("t/a"))
+            .replace("{name}", "n")
+            .replace("{scope}", "s");
+        let body = if method == "POST" {
+            Some(("application/json", b"{}".as_slice()))
+        } else {
+            None
+        };
         let reply = admin.request(method, &path, body);
         assert_ne!(reply.status, 405, "{entry}");
-        assert!(!reply.message().contains("no such endpoint"), "{entry}: {reply:?}");
+        assert!(
+            !reply.message().contains("no such endpoint"),
+            "{entry}: {reply:?}"
+        );
     }
     // The request bodies forbid unknown fields, as the server does.
     let team = &doc["components"]["schemas"]["CreateTeam"];

@@ -1,7 +1,13 @@
 //! End-to-end tests: each starts the real `warden` binary on a free loopback port with its own data
 //! directory and talks to it over HTTP and through the CLI, as users and scripts do.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, unreachable_pub, reason = "tests")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    unreachable_pub,
+    reason = "tests"
+)]
 
 mod support;
 

@@ -18,18 +18,31 @@ fn fixture() -> Fixture {
     for team in ["payments", "search"] {
         assert_eq!(admin.post("/v1/teams", &json!({"name": team})).status, 201);
     }
-    admin.post("/v1/scopes", &json!({"name": "read", "tools": ["github/get_*"]}));
-    Fixture { _dir: dir, server, admin }
+    admin.post(
+        "/v1/scopes",
+        &json!({"name": "read", "tools": ["github/get_*"]}),
+    );
+    Fixture {
+        _dir: dir,
+        server,
+        admin,
+    }
 }
 
 fn token(admin: &Api, name: &str, role: &str, team: Option<&str>) -> String {
-    let reply = admin.post("/v1/access-tokens", &json!({"name": name, "role": role, "team": team}));
+    let reply = admin.post(
+        "/v1/access-tokens",
+        &json!({"name": name, "role": role, "team": team}),
+    );
     assert_eq!(reply.status, 201, "{reply:?}");
     reply.body["token"].as_str().unwrap().to_owned()
 }
 
 fn agent(admin: &Api, team: &str, name: &str) -> String {
-    let reply = admin.post("/v1/agents", &json!({"team": team, "name": name, "purpose": "test"}));
+    let reply = admin.post(
+        "/v1/agents",
+        &json!({"team": team, "name": name, "purpose": "test"}),
+    );
     assert_eq!(reply.status, 201, "{reply:?}");
     reply.body["id"].as_str().unwrap().to_owned()
 }
@@ -40,8 +53,14 @@ struct Op {
     make: Box<dyn Fn(&Api, &str) -> (String, String, Option<Value>)>,
 }
 
-fn op(name: &'static str, make: impl Fn(&Api, &str) -> (String, String, Option<Value>) + 'static) -> Op {
-    Op { name, make: Box::new(make) }
+fn op(
+    name: &'static str,
+    make: impl Fn(&Api, &str) -> (String, String, Option<Value>) + 'static,
+) -> Op {
+    Op {
+        name,
+        make: Box::new(make),
+    }
 }
 
 fn get(path: &str) -> (String, String, Option<Value>) {
@@ -65,29 +84,65 @@ fn ops() -> Vec<Op> {
     let grant_op = |team: &'static str| {
         move |admin: &Api, tag: &str| {
             let id = agent(admin, team, &format!("g-{tag}"));
-            post(&format!("/v1/agents/{}/grants", enc(&id)), json!({"scope": "read"}))
+            post(
+                &format!("/v1/agents/{}/grants", enc(&id)),
+                json!({"scope": "read"}),
+            )
         }
     };
     let ungrant_op = |team: &'static str| {
         move |admin: &Api, tag: &str| {
             let id = agent(admin, team, &format!("u-{tag}"));
-            admin.post(&format!("/v1/agents/{}/grants", enc(&id)), &json!({"scope": "read"}));
-            ("DELETE".to_owned(), format!("/v1/agents/{}/grants/read", enc(&id)), None)
+            admin.post(
+                &format!("/v1/agents/{}/grants", enc(&id)),
+                &json!({"scope": "read"}),
+            );
+            (
+                "DELETE".to_owned(),
+                format!("/v1/agents/{}/grants/read", enc(&id)),
+                None,
+            )
         }
     };
     vec![
         op("list teams", |_, _| get("/v1/teams")),
-        op("create team", |_, tag| post("/v1/teams", json!({"name": format!("t-{tag}")}))),
+        op("create team", |_, tag| {
+            post("/v1/teams", json!({"name": format!("t-{tag}")}))
+        }),
         op("list access tokens", |_, _| get("/v1/access-tokens")),
-        op("create access token", |_, tag| post("/v1/access-tokens", json!({"name": format!("p-{tag}"), "role": "auditor"}))),
+        op("create access token", |_, tag| {
+            post(
+                "/v1/access-tokens",
+                json!({"name": format!("p-{tag}"), "role": "auditor"}),
+            )
+        }),
         op("revoke access token", |admin, tag| {
             token(admin, &format!("victim-{tag}"), "auditor", None);
-            ("DELETE".to_owned(), format!("/v1/access-tokens/victim-{tag}"), None)
+            (
+                "DELETE".to_owned(),
+                format!("/v1/access-tokens/victim-{tag}"),
+                None,
+            )
         }),
         op("list agents", |_, _| get("/v1/agents")),
-        op("show agent", |admin, tag| get(&format!("/v1/agents/{}", enc(&agent(admin, "search", &format!("s-{tag}")))))),
-        op("register own-team agent", |_, tag| post("/v1/agents", json!({"team": "payments", "name": format!("r-{tag}"), "purpose": "p"}))),
-        op("register other-team agent", |_, tag| post("/v1/agents", json!({"team": "search", "name": format!("r-{tag}"), "purpose": "p"}))),
+        op("show agent", |admin, tag| {
+            get(&format!(
+                "/v1/agents/{}",
+                enc(&agent(admin, "search", &format!("s-{tag}")))
+            ))
+        }),
+        op("register own-team agent", |_, tag| {
+            post(
+                "/v1/agents",
+                json!({"team": "payments", "name": format!("r-{tag}"), "purpose": "p"}),
+            )
+        }),
+        op("register other-team agent", |_, tag| {
+            post(
+                "/v1/agents",
+                json!({"team": "search", "name": format!("r-{tag}"), "purpose": "p"}),
+            )
+        }),
         op("suspend own-team agent", agent_op("payments", "suspend")),
         op("suspend other-team agent", agent_op("search", "suspend")),
         op("resume own-team agent", agent_op("payments", "resume")),
@@ -99,9 +154,19 @@ fn ops() -> Vec<Op> {
         op("ungrant from own-team agent", ungrant_op("payments")),
         op("ungrant from other-team agent", ungrant_op("search")),
         op("list grants", |_, _| get("/v1/grants")),
-        op("add MCP server", |_, tag| post("/v1/mcp-servers", json!({"name": format!("m-{tag}"), "transport": {"kind": "http", "url": "http://127.0.0.1:9/mcp"}}))),
+        op("add MCP server", |_, tag| {
+            post(
+                "/v1/mcp-servers",
+                json!({"name": format!("m-{tag}"), "transport": {"kind": "http", "url": "http://127.0.0.1:9/mcp"}}),
+            )
+        }),
         op("list MCP servers", |_, _| get("/v1/mcp-servers")),
-        op("define scope", |_, tag| post("/v1/scopes", json!({"name": format!("s-{tag}"), "tools": ["fs/*"]}))),
+        op("define scope", |_, tag| {
+            post(
+                "/v1/scopes",
+                json!({"name": format!("s-{tag}"), "tools": ["fs/*"]}),
+            )
+        }),
         op("list scopes", |_, _| get("/v1/scopes")),
         op("read change log", |_, _| get("/v1/events")),
     ]
@@ -111,8 +176,14 @@ fn ops() -> Vec<Op> {
 fn every_role_against_every_operation() {
     let f = fixture();
     let roles = [
-        ("platform-admin", token(&f.admin, "pat", "platform-admin", None)),
-        ("team-admin", token(&f.admin, "tap", "team-admin", Some("payments"))),
+        (
+            "platform-admin",
+            token(&f.admin, "pat", "platform-admin", None),
+        ),
+        (
+            "team-admin",
+            token(&f.admin, "tap", "team-admin", Some("payments")),
+        ),
         ("auditor", token(&f.admin, "aud", "auditor", None)),
     ];
     // (operation, platform-admin, team-admin of payments, auditor): the expected status.
@@ -151,24 +222,44 @@ fn every_role_against_every_operation() {
         for ((role, token), want) in roles.iter().zip([pa, ta, au]) {
             let tag = format!("{}{op_idx}", &role[..1]);
             let (method, path, body) = (op.make)(&f.admin, &tag);
-            let caller = Api { base: f.admin.base.clone(), token: Some(token.clone()) };
+            let caller = Api {
+                base: f.admin.base.clone(),
+                token: Some(token.clone()),
+            };
             let events_before = f.admin.event_count();
             let reply = match &body {
-                Some(body) => caller.request(&method, &path, Some(("application/json", body.to_string().as_bytes()))),
+                Some(body) => caller.request(
+                    &method,
+                    &path,
+                    Some(("application/json", body.to_string().as_bytes())),
+                ),
                 None => caller.request(&method, &path, None),
             };
             if reply.status != *want {
-                failures.push(format!("{role} {name}: got {} want {want}: {}", reply.status, reply.body));
+                failures.push(format!(
+                    "{role} {name}: got {} want {want}: {}",
+                    reply.status, reply.body
+                ));
                 continue;
             }
             if reply.status == 403 {
                 assert_eq!(reply.code(), "forbidden");
                 let required = reply.body["error"]["required_role"].as_str().unwrap();
                 assert!(required.contains("platform-admin"), "{reply:?}");
-                assert!(reply.message().contains(required), "the message names the role: {reply:?}");
-                assert_eq!(f.admin.event_count(), events_before, "{role} {name}: a refusal changes nothing");
+                assert!(
+                    reply.message().contains(required),
+                    "the message names the role: {reply:?}"
+                );
+                assert_eq!(
+                    f.admin.event_count(),
+                    events_before,
+                    "{role} {name}: a refusal changes nothing"
+                );
             } else if method != "GET" {
-                assert!(f.admin.event_count() > events_before, "{role} {name}: a change is recorded");
+                assert!(
+                    f.admin.event_count() > events_before,
+                    "{role} {name}: a change is recorded"
+                );
             }
         }
     }
@@ -179,7 +270,19 @@ fn every_role_against_every_operation() {
 fn team_admin_refusal_names_role_and_cli_exits_3() {
     let f = fixture();
     let tap = token(&f.admin, "tap", "team-admin", Some("payments"));
-    let out = f.server.cli(&tap, &["agent", "register", "--team", "search", "--name", "x", "--purpose", "p"]);
+    let out = f.server.cli(
+        &tap,
+        &[
+            "agent",
+            "register",
+            "--team",
+            "search",
+            "--name",
+            "x",
+            "--purpose",
+            "p",
+        ],
+    );
     assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
     assert_eq!(
         stderr(&out).trim(),
@@ -188,5 +291,9 @@ fn team_admin_refusal_names_role_and_cli_exits_3() {
     let auditor = token(&f.admin, "aud", "auditor", None);
     let out = f.server.cli(&auditor, &["team", "create", "x"]);
     assert_eq!(out.status.code(), Some(3));
-    assert!(stderr(&out).contains("needs platform-admin; token `aud` is auditor"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("needs platform-admin; token `aud` is auditor"),
+        "{}",
+        stderr(&out)
+    );
 }

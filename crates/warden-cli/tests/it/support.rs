@@ -52,7 +52,12 @@ impl Server {
             let Ok(line) = rx.recv_timeout(Duration::from_secs(60)) else {
                 let _ = child.kill();
                 let mut err = String::new();
-                child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+                child
+                    .stderr
+                    .take()
+                    .unwrap()
+                    .read_to_string(&mut err)
+                    .unwrap();
                 panic!("warden serve did not start: {err}")
             };
             if line.starts_with("wdn_") {
@@ -62,17 +67,29 @@ impl Server {
                 break url.to_owned();
             }
         };
-        Server { child, url, printed_token, _stdout: rx, data_dir: dir.to_owned() }
+        Server {
+            child,
+            url,
+            printed_token,
+            _stdout: rx,
+            data_dir: dir.to_owned(),
+        }
     }
 
     /// The bootstrap platform-admin token, from `DIR/admin.token`.
     pub fn admin_token(&self) -> String {
-        std::fs::read_to_string(self.data_dir.join("admin.token")).unwrap().trim().to_owned()
+        std::fs::read_to_string(self.data_dir.join("admin.token"))
+            .unwrap()
+            .trim()
+            .to_owned()
     }
 
     /// Sends SIGTERM and waits for a clean exit.
     pub fn stop(mut self) -> std::process::ExitStatus {
-        let status = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().unwrap();
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
         assert!(status.success());
         let status = self.child.wait().unwrap();
         std::mem::forget(self);
@@ -80,7 +97,10 @@ impl Server {
     }
 
     pub fn api(&self, token: &str) -> Api {
-        Api { base: self.url.clone(), token: Some(token.to_owned()) }
+        Api {
+            base: self.url.clone(),
+            token: Some(token.to_owned()),
+        }
     }
 
     /// Runs the CLI against this server with `token`.
@@ -127,12 +147,18 @@ pub struct Api {
 }
 
 fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder().http_status_as_error(false).build().into()
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into()
 }
 
 impl Api {
     pub fn anonymous(base: &str) -> Api {
-        Api { base: base.to_owned(), token: None }
+        Api {
+            base: base.to_owned(),
+            token: None,
+        }
     }
 
     pub fn request(&self, method: &str, path: &str, body: Option<(&str, &[u8])>) -> Reply {
@@ -144,18 +170,27 @@ impl Api {
         let agent = agent();
         let res = match body {
             Some((content_type, bytes)) => {
-                let req = builder.header("Content-Type", content_type).body(bytes.to_vec()).unwrap();
+                let req = builder
+                    .header("Content-Type", content_type)
+                    .body(bytes.to_vec())
+                    .unwrap();
                 agent.run(req)
             }
             None => agent.run(builder.body(()).unwrap()),
         };
         let mut res = res.unwrap_or_else(|e| panic!("{method} {path}: {e}"));
         let status = res.status().as_u16();
-        let www_authenticate =
-            res.headers().get("www-authenticate").map(|v| v.to_str().unwrap().to_owned());
+        let www_authenticate = res
+            .headers()
+            .get("www-authenticate")
+            .map(|v| v.to_str().unwrap().to_owned());
         let text = res.body_mut().read_to_string().unwrap();
         let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
-        Reply { status, body, www_authenticate }
+        Reply {
+            status,
+            body,
+            www_authenticate,
+        }
     }
 
     pub fn get(&self, path: &str) -> Reply {
@@ -163,7 +198,11 @@ impl Api {
     }
 
     pub fn post(&self, path: &str, body: &Value) -> Reply {
-        self.request("POST", path, Some(("application/json", body.to_string().as_bytes())))
+        self.request(
+            "POST",
+            path,
+            Some(("application/json", body.to_string().as_bytes())),
+        )
     }
 
     pub fn delete(&self, path: &str) -> Reply {

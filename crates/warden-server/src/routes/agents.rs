@@ -170,12 +170,14 @@ async fn set_status(
 ) -> Result<Json<Agent>, ApiError> {
     let id = resolve_agent_id(state, raw)?;
     manage(person, &id)?;
-    Ok(Json(
-        state
-            .store
-            .set_agent_status(&Actor::person(&person.name), &id, status)
-            .await?,
-    ))
+    let agent = state
+        .store
+        .set_agent_status(&Actor::person(&person.name), &id, status)
+        .await?;
+    // Apply the new feed entries before answering: once this returns, the agent's tokens (and its
+    // descendants') are refused by every verification in this process.
+    state.credentials.catch_up(&state.store).await?;
+    Ok(Json(agent))
 }
 
 /// Suspend an agent: its tokens and its descendants' stop being accepted until it is resumed.

@@ -51,7 +51,7 @@ pub(crate) async fn list_events(
     Caller(person): Caller,
     ApiQuery(query): ApiQuery<EventQuery>,
 ) -> Result<Json<Vec<ChangeEvent>>, ApiError> {
-    person.authorize(Operation::ReadAccessTokens)?;
+    person.authorize(Operation::ReadChangeLog)?;
     let limit = query.limit.unwrap_or(1000);
     if !(1..=10_000).contains(&limit) {
         return Err(ApiError::bad_request("`limit` must be between 1 and 10000"));

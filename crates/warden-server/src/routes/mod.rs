@@ -6,6 +6,8 @@ mod access_tokens;
 mod agents;
 mod events;
 mod mcp_servers;
+mod oauth;
+mod revocations;
 mod scopes;
 mod teams;
 
@@ -60,6 +62,11 @@ pub(crate) fn api() -> OpenApiRouter<AppState> {
         ))
         .routes(routes!(scopes::define_scope, scopes::list_scopes))
         .routes(routes!(events::list_events))
+        .routes(routes!(revocations::feed))
+        .routes(routes!(revocations::rotate_keys))
+        .routes(routes!(oauth::token))
+        .routes(routes!(oauth::introspect))
+        .routes(routes!(oauth::jwks))
 }
 
 /// Reads a text field that must not be empty or overlong.
