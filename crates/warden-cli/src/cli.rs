@@ -9,12 +9,7 @@ use clap::{Args, Parser, Subcommand};
 #[command(name = "warden", version, about, max_term_width = 100)]
 pub(crate) struct Cli {
     /// The Warden server to talk to.
-    #[arg(
-        long,
-        global = true,
-        env = "WARDEN_SERVER",
-        default_value = "http://127.0.0.1:8470"
-    )]
+    #[arg(long, global = true, env = "WARDEN_SERVER", default_value = "http://127.0.0.1:8470")]
     pub(crate) server: String,
     /// A person's access token.
     #[arg(long, global = true, env = "WARDEN_TOKEN", hide_env_values = true)]
@@ -76,11 +71,9 @@ pub(crate) enum TokenCommand {
         #[arg(long, value_delimiter = ',')]
         scope: Vec<String>,
     },
-    /// Exchange an agent's token for a subagent's (RFC 8693); the subagent is registered if new.
+    /// Exchange an agent's token (given with --token) for a subagent's (RFC 8693); the subagent is
+    /// registered if new.
     Delegate {
-        /// The delegating agent's own access token.
-        #[arg(long = "token", env = "WARDEN_AGENT_TOKEN", hide_env_values = true)]
-        parent: String,
         /// The subagent's name.
         #[arg(long)]
         name: String,

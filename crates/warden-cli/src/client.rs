@@ -13,11 +13,7 @@ use serde_json::Value;
 #[derive(Debug)]
 pub(crate) enum ClientError {
     /// The server answered with an error.
-    Api {
-        status: u16,
-        code: String,
-        message: String,
-    },
+    Api { status: u16, code: String, message: String },
     /// The server could not be reached or its answer could not be read.
     Transport(String),
     /// No access token was given.
@@ -29,9 +25,9 @@ impl std::fmt::Display for ClientError {
         match self {
             ClientError::Api { status, code, message } => write!(f, "{message} (HTTP {status}, {code})"),
             ClientError::Transport(message) => f.write_str(message),
-            ClientError::NoToken => {
-                f.write_str("no access token: pass --token or set WARDEN_TOKEN (the first one is in warden-data/admin.token)")
-            }
+            ClientError::NoToken => f.write_str(
+                "no access token: pass --token or set WARDEN_TOKEN (the first one is in warden-data/admin.token)",
+            ),
         }
     }
 }
@@ -106,11 +102,7 @@ impl Client {
     }
 
     /// Posts a form without a person's token (the OAuth token endpoint authenticates the agent).
-    pub(crate) fn post_form(
-        &self,
-        path: &str,
-        form: &[(&str, String)],
-    ) -> Result<Value, ClientError> {
+    pub(crate) fn post_form(&self, path: &str, form: &[(&str, String)]) -> Result<Value, ClientError> {
         let url = format!("{}{path}", self.base);
         let res = self
             .agent
@@ -141,13 +133,12 @@ impl Client {
             ))
         })?;
         let status = res.status().as_u16();
-        let text = res.body_mut().read_to_string().map_err(|e| {
-            ClientError::Transport(format!("cannot read the answer from {url}: {e}"))
-        })?;
+        let text = res
+            .body_mut()
+            .read_to_string()
+            .map_err(|e| ClientError::Transport(format!("cannot read the answer from {url}: {e}")))?;
         let value: Value = serde_json::from_str(&text).map_err(|_| {
-            ClientError::Transport(format!(
-                "{url} answered HTTP {status} with a body that is not JSON"
-            ))
+            ClientError::Transport(format!("{url} answered HTTP {status} with a body that is not JSON"))
         })?;
         if (200..300).contains(&status) {
             return Ok(value);

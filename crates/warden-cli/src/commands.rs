@@ -5,8 +5,8 @@ use anyhow::{Context, bail};
 use serde_json::{Value, json};
 
 use crate::cli::{
-    AccessTokenCommand, AgentCommand, Cli, Command, KeysCommand, McpServerCommand, ScopeCommand,
-    TeamCommand, TokenCommand,
+    AccessTokenCommand, AgentCommand, Cli, Command, KeysCommand, McpServerCommand, ScopeCommand, TeamCommand,
+    TokenCommand,
 };
 use crate::client::{Client, encode_segment};
 use crate::output;
@@ -73,7 +73,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<()> {
             });
             Ok(())
         }
-        Command::Token(cmd) => token(&client, json, cmd),
+        Command::Token(cmd) => token(&client, json, cli.token.as_deref(), cmd),
         Command::Keys(KeysCommand::Rotate) => {
             let res = client.post("/v1/keys/rotate", &json!({}))?;
             show(json, &res, |v| {
@@ -95,11 +95,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<()> {
 
 /// Prints `value` as JSON with `--json`, else through `human`.
 fn show(json: bool, value: &Value, human: impl FnOnce(&Value)) {
-    if json {
-        output::json(value)
-    } else {
-        human(value)
-    }
+    if json { output::json(value) } else { human(value) }
 }
 
 fn serve(args: crate::cli::ServeArgs) -> anyhow::Result<()> {
@@ -170,10 +166,7 @@ fn access_token(client: &Client, json: bool, cmd: AccessTokenCommand) -> anyhow:
         AccessTokenCommand::Revoke { name } => {
             let res = client.delete(&format!("/v1/access-tokens/{}", encode_segment(&name)))?;
             show(json, &res, |v| {
-                println!(
-                    "revoked access token `{}`",
-                    v["name"].as_str().unwrap_or_default()
-                )
+                println!("revoked access token `{}`", v["name"].as_str().unwrap_or_default())
             });
         }
     }
@@ -182,10 +175,7 @@ fn access_token(client: &Client, json: bool, cmd: AccessTokenCommand) -> anyhow:
 
 fn agent(client: &Client, json: bool, cmd: AgentCommand) -> anyhow::Result<()> {
     let lifecycle = |id: &str, verb: &str| -> anyhow::Result<()> {
-        let res = client.post(
-            &format!("/v1/agents/{}/{verb}", encode_segment(id)),
-            &json!({}),
-        )?;
+        let res = client.post(&format!("/v1/agents/{}/{verb}", encode_segment(id)), &json!({}))?;
         show(json, &res, |v| {
             println!(
                 "{} is {}",
@@ -209,13 +199,8 @@ fn agent(client: &Client, json: bool, cmd: AgentCommand) -> anyhow::Result<()> {
             )?;
             show(json, &res, |v| {
                 output::record(v, AGENT_FIELDS);
-                println!(
-                    "client_secret: {}",
-                    v["client_secret"].as_str().unwrap_or_default()
-                );
-                println!(
-                    "(the client secret is shown only once; trade it for tokens with `warden token issue`)"
-                );
+                println!("client_secret: {}", v["client_secret"].as_str().unwrap_or_default());
+                println!("(the client secret is shown only once; trade it for tokens with `warden token issue`)");
             });
         }
         AgentCommand::List { team, tag } => {
@@ -287,10 +272,7 @@ fn mcp_server(client: &Client, json: bool, cmd: McpServerCommand) -> anyhow::Res
                 &json!({ "name": name, "transport": transport, "owner_team": owner_team, "sensitive": sensitive, "credentials": credentials }),
             )?;
             show(json, &res, |v| {
-                println!(
-                    "added MCP server `{}`",
-                    v["name"].as_str().unwrap_or_default()
-                )
+                println!("added MCP server `{}`", v["name"].as_str().unwrap_or_default())
             });
         }
         McpServerCommand::List => {
@@ -349,17 +331,11 @@ fn scope(client: &Client, json: bool, cmd: ScopeCommand) -> anyhow::Result<()> {
 fn output_list(value: &Value) -> String {
     value
         .as_array()
-        .map(|items| {
-            items
-                .iter()
-                .filter_map(Value::as_str)
-                .collect::<Vec<_>>()
-                .join(", ")
-        })
+        .map(|items| items.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(", "))
         .unwrap_or_default()
 }
 
-fn token(client: &Client, json: bool, cmd: TokenCommand) -> anyhow::Result<()> {
+fn token(client: &Client, json: bool, token: Option<&str>, cmd: TokenCommand) -> anyhow::Result<()> {
     let mut form: Vec<(&str, String)> = Vec::new();
     match cmd {
         TokenCommand::Issue {
@@ -379,12 +355,15 @@ fn token(client: &Client, json: bool, cmd: TokenCommand) -> anyhow::Result<()> {
             }
         }
         TokenCommand::Delegate {
-            parent,
             name,
             scope,
             ttl,
             purpose,
         } => {
+            // `--token` is the global option: for delegation it carries the delegating agent's token.
+            let Some(parent) = token.filter(|t| !t.is_empty()).map(str::to_owned) else {
+                bail!("give the delegating agent's own access token with --token");
+            };
             form.push((
                 "grant_type",
                 "urn:ietf:params:oauth:grant-type:token-exchange".to_owned(),

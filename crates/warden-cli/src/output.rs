@@ -15,14 +15,8 @@ fn cell(value: &Value) -> String {
                 return url.to_owned();
             }
             if let Some(cmd) = map.get("command").and_then(Value::as_str) {
-                let args = map
-                    .get("args")
-                    .map(cell)
-                    .filter(|a| a != "-")
-                    .unwrap_or_default();
-                return format!("{cmd} {}", args.replace(',', " "))
-                    .trim()
-                    .to_owned();
+                let args = map.get("args").map(cell).filter(|a| a != "-").unwrap_or_default();
+                return format!("{cmd} {}", args.replace(',', " ")).trim().to_owned();
             }
             value.to_string()
         }
@@ -32,18 +26,10 @@ fn cell(value: &Value) -> String {
 
 /// Prints `rows` (JSON objects) as a table of `columns` (field name, heading).
 pub(crate) fn table(rows: &Value, columns: &[(&str, &str)]) {
-    let rows: Vec<&Value> = rows
-        .as_array()
-        .map(|a| a.iter().collect())
-        .unwrap_or_default();
+    let rows: Vec<&Value> = rows.as_array().map(|a| a.iter().collect()).unwrap_or_default();
     let cells: Vec<Vec<String>> = rows
         .iter()
-        .map(|row| {
-            columns
-                .iter()
-                .map(|(field, _)| cell(&row[*field]))
-                .collect()
-        })
+        .map(|row| columns.iter().map(|(field, _)| cell(&row[*field])).collect())
         .collect();
     let mut widths: Vec<usize> = columns.iter().map(|(_, heading)| heading.len()).collect();
     for row in &cells {

@@ -106,9 +106,7 @@ impl Operation<'_> {
     fn needed(&self) -> String {
         match self {
             Operation::ReadRegistry => "any role".to_owned(),
-            Operation::ReadAccessTokens | Operation::ReadChangeLog => {
-                "platform-admin or auditor".to_owned()
-            }
+            Operation::ReadAccessTokens | Operation::ReadChangeLog => "platform-admin or auditor".to_owned(),
             Operation::ManageAgents { team } => {
                 format!("platform-admin or team-admin of team `{team}`")
             }
@@ -190,10 +188,7 @@ mod tests {
             expect(&team_admin),
             [true, false, false, false, false, false, true, false]
         );
-        assert_eq!(
-            expect(&auditor),
-            [true, true, false, false, false, false, false, false]
-        );
+        assert_eq!(expect(&auditor), [true, true, false, false, false, false, false, false]);
     }
 
     #[test]
@@ -207,9 +202,6 @@ mod tests {
             err.to_string(),
             "managing agents and grants of team `search` needs platform-admin or team-admin of team `search`; token `alice` is team-admin of team `payments`"
         );
-        assert_eq!(
-            err.required,
-            "platform-admin or team-admin of team `search`"
-        );
+        assert_eq!(err.required, "platform-admin or team-admin of team `search`");
     }
 }

@@ -18,9 +18,7 @@ pub struct AgentId(String);
 
 /// Why a string is not an agent id.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error(
-    "invalid agent id `{value}`: {reason} (expected spiffe://<trust-domain>/team/<team>/agent/<name>)"
-)]
+#[error("invalid agent id `{value}`: {reason} (expected spiffe://<trust-domain>/team/<team>/agent/<name>)")]
 pub struct AgentIdError {
     value: String,
     reason: String,
@@ -162,10 +160,7 @@ mod tests {
     #[test]
     fn root_and_child() {
         let root = AgentId::new("warden.local", &name("payments"), &name("orch"));
-        assert_eq!(
-            root.as_str(),
-            "spiffe://warden.local/team/payments/agent/orch"
-        );
+        assert_eq!(root.as_str(), "spiffe://warden.local/team/payments/agent/orch");
         assert_eq!(root.depth(), 0);
         assert_eq!(root.parent(), None);
         let child = root.child(&name("researcher"));

@@ -16,8 +16,7 @@ mod pattern;
 pub use access::{AccessDenied, Operation, Person, Role};
 pub use ids::{AgentId, AgentIdError};
 pub use model::{
-    AccessTokenInfo, Agent, AgentStatus, Grant, McpServer, Origin, Scope, Team, Transport,
-    TransportError,
+    AccessTokenInfo, Agent, AgentStatus, Grant, McpServer, Origin, Scope, Team, Transport, TransportError,
 };
 pub use names::{Name, NameError};
 pub use pattern::{ToolPattern, ToolPatternError};

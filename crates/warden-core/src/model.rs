@@ -155,14 +155,9 @@ impl Transport {
                 let rest = url
                     .strip_prefix("http://")
                     .or_else(|| url.strip_prefix("https://"))
-                    .ok_or_else(|| {
-                        TransportError(format!("url `{url}` must start with http:// or https://"))
-                    })?;
-                if rest.is_empty() || rest.starts_with('/') || url.chars().any(char::is_whitespace)
-                {
-                    return Err(TransportError(format!(
-                        "url `{url}` has no host or contains spaces"
-                    )));
+                    .ok_or_else(|| TransportError(format!("url `{url}` must start with http:// or https://")))?;
+                if rest.is_empty() || rest.starts_with('/') || url.chars().any(char::is_whitespace) {
+                    return Err(TransportError(format!("url `{url}` has no host or contains spaces")));
                 }
                 Ok(())
             }
@@ -171,9 +166,7 @@ impl Transport {
                     return Err(TransportError("the stdio command is empty".to_owned()));
                 }
                 if command.contains('\0') || args.iter().any(|a| a.contains('\0')) {
-                    return Err(TransportError(
-                        "the stdio command contains a NUL byte".to_owned(),
-                    ));
+                    return Err(TransportError("the stdio command contains a NUL byte".to_owned()));
                 }
                 Ok(())
             }

@@ -125,15 +125,7 @@ mod tests {
 
     #[test]
     fn rejects() {
-        for bad in [
-            "",
-            "github",
-            "/x",
-            "GitHub/x",
-            "github/",
-            "github/a b",
-            "github/a/b",
-        ] {
+        for bad in ["", "github", "/x", "GitHub/x", "github/", "github/a b", "github/a/b"] {
             assert!(ToolPattern::parse(bad).is_err(), "{bad}");
         }
     }

@@ -129,13 +129,7 @@ fn delegate(root: &Claims, depth: usize) -> Result<Claims, Box<dyn Error>> {
     let mut id = AgentId::parse(ROOT)?;
     for hop in 1..=depth {
         id = id.child(&Name::parse(&format!("researcher-{hop}"))?);
-        claims = claims.delegated(
-            &id,
-            "ledger-read".to_owned(),
-            format!("jti-{hop}"),
-            NOW,
-            300,
-        );
+        claims = claims.delegated(&id, "ledger-read".to_owned(), format!("jti-{hop}"), NOW, 300);
     }
     Ok(claims)
 }
@@ -156,10 +150,7 @@ fn revocation_set() -> Result<RevocationSet, Box<dyn Error>> {
             1 => (AgentStatus::Suspended, None),
             _ => (AgentStatus::Active, Some(NOW - 60)),
         };
-        let agent = format!(
-            "spiffe://warden.local/team/team-{}/agent/agent-{seq}",
-            seq % 50
-        );
+        let agent = format!("spiffe://warden.local/team/team-{}/agent/agent-{seq}", seq % 50);
         set.apply(RevocationEntry {
             seq,
             agent,

@@ -252,11 +252,7 @@ impl KeyRing {
     /// successor was created less than `max_token_ttl_secs` + 60 seconds before `now_unix`.
     pub fn published(&self, now_unix: i64, max_token_ttl_secs: i64) -> Vec<&SigningKey> {
         let window = max_token_ttl_secs.saturating_add(PUBLISH_MARGIN_SECS);
-        let successors = self
-            .older
-            .iter()
-            .skip(1)
-            .chain(std::iter::once(&self.active));
+        let successors = self.older.iter().skip(1).chain(std::iter::once(&self.active));
         let still_valid = self
             .older
             .iter()
@@ -323,8 +319,8 @@ fn load_key(path: &Path) -> Result<SigningKey, KeyError> {
         path: path.to_owned(),
         source,
     };
-    let (created_unix, kid) = parse_file_name(path)
-        .ok_or_else(|| corrupt("its name must be `<created_unix>-<kid>.pem`".to_owned()))?;
+    let (created_unix, kid) =
+        parse_file_name(path).ok_or_else(|| corrupt("its name must be `<created_unix>-<kid>.pem`".to_owned()))?;
     let metadata = fs::metadata(path).map_err(read_err)?;
     if let Some(mode) = loose_mode(&metadata) {
         return Err(KeyError::Permissions {
@@ -362,9 +358,7 @@ fn decode_pem(pem: &str) -> Result<Vec<u8>, &'static str> {
         .and_then(|rest| rest.strip_suffix(PEM_END))
         .ok_or("it is not a PEM `PRIVATE KEY` document")?;
     let base64: String = body.chars().filter(|c| !c.is_ascii_whitespace()).collect();
-    STANDARD
-        .decode(base64)
-        .map_err(|_| "its PEM body is not valid base64")
+    STANDARD.decode(base64).map_err(|_| "its PEM body is not valid base64")
 }
 
 /// Writes `key` to `dir` atomically: a private temporary file, synced, renamed into place.
@@ -404,10 +398,7 @@ fn write_private_file(path: &Path, bytes: &[u8]) -> io::Result<()> {
 #[cfg(unix)]
 fn create_private_dir(dir: &Path) -> io::Result<()> {
     use std::os::unix::fs::DirBuilderExt;
-    fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
+    fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)
 }
 
 #[cfg(not(unix))]
@@ -427,10 +418,7 @@ fn create_private_file(path: &Path) -> io::Result<fs::File> {
 
 #[cfg(not(unix))]
 fn create_private_file(path: &Path) -> io::Result<fs::File> {
-    fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(path)
+    fs::OpenOptions::new().write(true).create_new(true).open(path)
 }
 
 /// The permission bits of a file that group or others may access, if they may.

@@ -41,11 +41,7 @@ pub fn random_bytes(buf: &mut [u8]) -> Result<(), RandomError> {
 pub fn generate(kind: SecretKind) -> Result<String, RandomError> {
     let mut bytes = [0u8; 32];
     random_bytes(&mut bytes)?;
-    Ok(format!(
-        "{}{}",
-        kind.prefix(),
-        URL_SAFE_NO_PAD.encode(bytes)
-    ))
+    Ok(format!("{}{}", kind.prefix(), URL_SAFE_NO_PAD.encode(bytes)))
 }
 
 /// A random identifier of `n` bytes, hex encoded (for `jti`s and key ids).

@@ -97,14 +97,7 @@ impl Claims {
     /// move down the nested chain; `dlg_depth` grows by one; the token lives `ttl_secs` from
     /// `now_unix` but never longer than this one. The caller chooses `scope` (a subset of this token's
     /// scopes) and a fresh `jti`.
-    pub fn delegated(
-        &self,
-        actor: &AgentId,
-        scope: String,
-        jti: String,
-        now_unix: i64,
-        ttl_secs: i64,
-    ) -> Claims {
+    pub fn delegated(&self, actor: &AgentId, scope: String, jti: String, now_unix: i64, ttl_secs: i64) -> Claims {
         Claims {
             iss: self.iss.clone(),
             sub: self.sub.clone(),
@@ -125,8 +118,7 @@ impl Claims {
 
     /// The actors' ids, current actor first.
     fn actors(&self) -> impl Iterator<Item = &str> {
-        std::iter::successors(self.act.as_ref(), |actor| actor.act.as_deref())
-            .map(|actor| actor.sub.as_str())
+        std::iter::successors(self.act.as_ref(), |actor| actor.act.as_deref()).map(|actor| actor.sub.as_str())
     }
 
     /// Checks that `dlg_depth` counts the actors.
@@ -221,10 +213,7 @@ pub struct Verifier {
 
 impl Verifier {
     /// A verifier trusting `keys`, given as `(kid, key)`.
-    pub fn new(
-        keys: impl IntoIterator<Item = (String, VerifyingKey)>,
-        config: VerifierConfig,
-    ) -> Verifier {
+    pub fn new(keys: impl IntoIterator<Item = (String, VerifyingKey)>, config: VerifierConfig) -> Verifier {
         Verifier {
             keys: keys.into_iter().collect(),
             config,
@@ -232,29 +221,16 @@ impl Verifier {
     }
 
     /// A verifier trusting the keys `ring` publishes at `now_unix` (see [`KeyRing::published`]).
-    pub fn from_key_ring(
-        ring: &KeyRing,
-        now_unix: i64,
-        max_token_ttl_secs: i64,
-        config: VerifierConfig,
-    ) -> Verifier {
+    pub fn from_key_ring(ring: &KeyRing, now_unix: i64, max_token_ttl_secs: i64, config: VerifierConfig) -> Verifier {
         let keys = ring.published(now_unix, max_token_ttl_secs).into_iter();
-        Verifier::new(
-            keys.map(|key| (key.kid().to_string(), key.verifying_key())),
-            config,
-        )
+        Verifier::new(keys.map(|key| (key.kid().to_string(), key.verifying_key())), config)
     }
 
     /// A verifier trusting the Ed25519 keys of a JWKS document such as `/.well-known/jwks.json`.
     ///
     /// Keys of other types or uses are skipped; a malformed Ed25519 key is an error.
-    pub fn from_jwks(
-        jwks: &serde_json::Value,
-        config: VerifierConfig,
-    ) -> Result<Verifier, JwksError> {
-        let set = JwkSet::deserialize(jwks).map_err(|e| JwksError::Invalid {
-            reason: e.to_string(),
-        })?;
+    pub fn from_jwks(jwks: &serde_json::Value, config: VerifierConfig) -> Result<Verifier, JwksError> {
+        let set = JwkSet::deserialize(jwks).map_err(|e| JwksError::Invalid { reason: e.to_string() })?;
         let mut keys = HashMap::new();
         for jwk in set.keys {
             let Some((kid, key)) = ed25519_jwk(jwk)? else {
@@ -312,8 +288,8 @@ impl Verifier {
         let bytes = URL_SAFE_NO_PAD
             .decode(header_b64)
             .map_err(|_| malformed("the header is not base64url"))?;
-        let header: Header = serde_json::from_slice(&bytes)
-            .map_err(|_| malformed("the header is not a JSON object with `alg`"))?;
+        let header: Header =
+            serde_json::from_slice(&bytes).map_err(|_| malformed("the header is not a JSON object with `alg`"))?;
         if header.alg != "EdDSA" {
             return Err(VerifyError::AlgorithmNotAllowed {
                 alg: excerpt(&header.alg),
@@ -385,11 +361,7 @@ fn check_revocation(claims: &Claims, revocation: &dyn RevocationCheck) -> Result
     let mut ancestor = acting_id.parent();
     while let Some(id) = ancestor {
         if let Some(refusal) = refusal(revocation, id.as_str(), claims.iat) {
-            return Err(refuse(
-                id.as_str(),
-                Relation::AncestorOf(acting.to_owned()),
-                refusal,
-            ));
+            return Err(refuse(id.as_str(), Relation::AncestorOf(acting.to_owned()), refusal));
         }
         ancestor = id.parent();
     }
@@ -400,11 +372,7 @@ fn check_revocation(claims: &Claims, revocation: &dyn RevocationCheck) -> Result
             continue;
         }
         if let Some(refusal) = refusal(revocation, agent, claims.iat) {
-            return Err(refuse(
-                agent,
-                Relation::DelegatorOf(acting.to_owned()),
-                refusal,
-            ));
+            return Err(refuse(agent, Relation::DelegatorOf(acting.to_owned()), refusal));
         }
     }
     Ok(())
@@ -423,16 +391,12 @@ fn refusal(revocation: &dyn RevocationCheck, agent: &str, iat: i64) -> Option<Re
 }
 
 fn parse_agent(agent: &str) -> Result<AgentId, VerifyError> {
-    AgentId::parse(agent).map_err(|e| VerifyError::InvalidClaims {
-        reason: e.to_string(),
-    })
+    AgentId::parse(agent).map_err(|e| VerifyError::InvalidClaims { reason: e.to_string() })
 }
 
 /// Whether `agent` is an ancestor of `descendant` by id: a subagent's id extends its parent's.
 fn is_ancestor(agent: &str, descendant: &str) -> bool {
-    descendant
-        .strip_prefix(agent)
-        .is_some_and(|rest| rest.starts_with('/'))
+    descendant.strip_prefix(agent).is_some_and(|rest| rest.starts_with('/'))
 }
 
 /// The parts of a compact JWS; `signing_input` is `header.payload`.
@@ -459,12 +423,11 @@ fn split_token(token: &str) -> Option<JwsParts<'_>> {
 
 fn decode_signature(signature_b64: &str) -> Result<Signature, VerifyError> {
     let bytes = URL_SAFE_NO_PAD.decode(signature_b64).ok();
-    let bytes: [u8; 64] =
-        bytes
-            .and_then(|bytes| bytes.try_into().ok())
-            .ok_or(VerifyError::Malformed {
-                reason: "the signature is not 64 base64url bytes",
-            })?;
+    let bytes: [u8; 64] = bytes
+        .and_then(|bytes| bytes.try_into().ok())
+        .ok_or(VerifyError::Malformed {
+            reason: "the signature is not 64 base64url bytes",
+        })?;
     Ok(Signature::from_bytes(&bytes))
 }
 
@@ -474,9 +437,7 @@ fn decode_claims(payload_b64: &str) -> Result<WireClaims, VerifyError> {
         .map_err(|_| VerifyError::Malformed {
             reason: "the payload is not base64url",
         })?;
-    serde_json::from_slice(&bytes).map_err(|e| VerifyError::InvalidClaims {
-        reason: e.to_string(),
-    })
+    serde_json::from_slice(&bytes).map_err(|e| VerifyError::InvalidClaims { reason: e.to_string() })
 }
 
 /// The JOSE header, as far as it matters here; other parameters (`jku`, `jwk`, …) are ignored.
@@ -573,10 +534,7 @@ fn ed25519_jwk(jwk: Jwk) -> Result<Option<(String, VerifyingKey)>, JwksError> {
     let kid = jwk.kid.ok_or(JwksError::Invalid {
         reason: "an Ed25519 key has no `kid`".to_owned(),
     })?;
-    let x = jwk
-        .x
-        .as_deref()
-        .and_then(|x| URL_SAFE_NO_PAD.decode(x).ok());
+    let x = jwk.x.as_deref().and_then(|x| URL_SAFE_NO_PAD.decode(x).ok());
     let Some(bytes) = x.and_then(|x| <[u8; 32]>::try_from(x).ok()) else {
         return Err(JwksError::BadKey {
             kid,
@@ -806,8 +764,7 @@ fn civil_from_days(days: i64) -> (i64, i64, i64) {
     let z = days + 719_468;
     let era = z / 146_097;
     let day_of_era = z - era * 146_097;
-    let year_of_era =
-        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let year_of_era = (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
     let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
     let month_index = (5 * day_of_year + 2) / 153;
     let day = day_of_year - (153 * month_index + 2) / 5 + 1;

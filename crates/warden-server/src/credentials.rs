@@ -115,19 +115,16 @@ impl Credentials {
     /// Verifies an agent token: signature, claims, and the revocation state of every agent it
     /// depends on. Fails closed when internal state is unusable.
     pub fn verify(&self, token: &str) -> Result<VerifiedToken, VerifyError> {
-        let verifier =
-            self.verifier
-                .read()
-                .map(|v| Arc::clone(&v))
-                .map_err(|_| VerifyError::Malformed {
-                    reason: "the server's verification state is unavailable",
-                })?;
-        let set = self
-            .revocations
+        let verifier = self
+            .verifier
             .read()
+            .map(|v| Arc::clone(&v))
             .map_err(|_| VerifyError::Malformed {
-                reason: "the server's revocation state is unavailable",
+                reason: "the server's verification state is unavailable",
             })?;
+        let set = self.revocations.read().map_err(|_| VerifyError::Malformed {
+            reason: "the server's revocation state is unavailable",
+        })?;
         verifier.verify(token, now_unix(), &*set)
     }
 

@@ -92,9 +92,7 @@ impl From<StoreError> for ApiError {
     fn from(err: StoreError) -> ApiError {
         match err {
             StoreError::NotFound { .. } => ApiError::not_found(err.to_string()),
-            StoreError::Conflict(message) => {
-                ApiError::new(StatusCode::CONFLICT, "conflict", message)
-            }
+            StoreError::Conflict(message) => ApiError::new(StatusCode::CONFLICT, "conflict", message),
             other => ApiError::internal(other),
         }
     }

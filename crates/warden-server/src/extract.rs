@@ -78,16 +78,11 @@ pub(crate) struct Caller(pub(crate) Person);
 impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &AppState,
-    ) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         let header = parts
             .headers
             .get(axum::http::header::AUTHORIZATION)
-            .ok_or_else(|| {
-                ApiError::unauthenticated("missing `Authorization: Bearer <access token>` header")
-            })?;
+            .ok_or_else(|| ApiError::unauthenticated("missing `Authorization: Bearer <access token>` header"))?;
         let value = header
             .to_str()
             .map_err(|_| ApiError::unauthenticated("the Authorization header is not valid text"))?;
@@ -95,24 +90,16 @@ impl FromRequestParts<AppState> for Caller {
             .strip_prefix("Bearer ")
             .map(str::trim)
             .filter(|t| !t.is_empty())
-            .ok_or_else(|| {
-                ApiError::unauthenticated(
-                    "the Authorization header must be `Bearer <access token>`",
-                )
-            })?;
+            .ok_or_else(|| ApiError::unauthenticated("the Authorization header must be `Bearer <access token>`"))?;
         let hash = warden_identity::secret::hash(token);
         let stored = state.store.find_access_token(hash).await?;
         match stored {
-            Some(stored) if warden_identity::secret::verify(token, &stored.hash) => {
-                Ok(Caller(Person {
-                    name: stored.info.name,
-                    role: stored.info.role,
-                    team: stored.info.team,
-                }))
-            }
-            _ => Err(ApiError::unauthenticated(
-                "the access token is unknown or revoked",
-            )),
+            Some(stored) if warden_identity::secret::verify(token, &stored.hash) => Ok(Caller(Person {
+                name: stored.info.name,
+                role: stored.info.role,
+                team: stored.info.team,
+            })),
+            _ => Err(ApiError::unauthenticated("the access token is unknown or revoked")),
         }
     }
 }

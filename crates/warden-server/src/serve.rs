@@ -83,10 +83,7 @@ pub enum ServeError {
     Other(String),
 }
 
-fn io_err<'a>(
-    what: &'static str,
-    path: &'a Path,
-) -> impl FnOnce(std::io::Error) -> ServeError + 'a {
+fn io_err<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> ServeError + 'a {
     move |source| ServeError::Io {
         what,
         path: path.display().to_string(),
@@ -137,9 +134,7 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
             addr: config.listen.clone(),
             source,
         })?;
-    let addr = listener
-        .local_addr()
-        .map_err(|e| ServeError::Other(e.to_string()))?;
+    let addr = listener.local_addr().map_err(|e| ServeError::Other(e.to_string()))?;
     say(format_args!("warden: listening on http://{addr}"));
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())
@@ -182,8 +177,7 @@ fn lock_data_dir(dir: &Path) -> Result<File, ServeError> {
             });
         }
     }
-    file.set_len(0)
-        .map_err(io_err("cannot write lock file", &path))?;
+    file.set_len(0).map_err(io_err("cannot write lock file", &path))?;
     write!(file, "{}", std::process::id()).map_err(io_err("cannot write lock file", &path))?;
     Ok(file)
 }
@@ -197,8 +191,7 @@ fn create_private_file(path: &Path) -> Result<(), ServeError> {
         .mode(0o600)
         .open(path)
         .map_err(io_err("cannot create", path))?;
-    fs::set_permissions(path, fs::Permissions::from_mode(0o600))
-        .map_err(io_err("cannot restrict permissions of", path))
+    fs::set_permissions(path, fs::Permissions::from_mode(0o600)).map_err(io_err("cannot restrict permissions of", path))
 }
 
 /// Writes `contents` to `path` atomically with mode 0600.
@@ -211,8 +204,7 @@ fn write_private_file(path: &Path, contents: &[u8]) -> Result<(), ServeError> {
         .mode(0o600)
         .open(&tmp)
         .map_err(io_err("cannot write", &tmp))?;
-    file.write_all(contents)
-        .map_err(io_err("cannot write", &tmp))?;
+    file.write_all(contents).map_err(io_err("cannot write", &tmp))?;
     file.sync_all().map_err(io_err("cannot sync", &tmp))?;
     fs::rename(&tmp, path).map_err(io_err("cannot rename into", path))?;
     if let Some(parent) = path.parent() {
@@ -232,13 +224,12 @@ async fn settle_trust_domain(store: &Store, wanted: Option<&str>) -> Result<Stri
         (Some(stored), _) => Ok(stored),
         (None, wanted) => {
             let domain = wanted.unwrap_or(DEFAULT_TRUST_DOMAIN);
-            warden_core::AgentId::parse(&format!("spiffe://{domain}/team/x/agent/x"))
-                .map_err(|_| ServeError::TrustDomain(format!(
+            warden_core::AgentId::parse(&format!("spiffe://{domain}/team/x/agent/x")).map_err(|_| {
+                ServeError::TrustDomain(format!(
                     "trust domain `{domain}` is invalid: use lowercase letters, digits, `.`, `-` and `_`"
-                )))?;
-            store
-                .set_setting(&Actor::system(), "trust_domain", domain)
-                .await?;
+                ))
+            })?;
+            store.set_setting(&Actor::system(), "trust_domain", domain).await?;
             Ok(domain.to_owned())
         }
     }
@@ -249,21 +240,14 @@ async fn bootstrap_admin_token(store: &Store, dir: &Path) -> Result<(), ServeErr
     if store.count_access_tokens().await? > 0 {
         return Ok(());
     }
-    let token =
-        secret::generate(SecretKind::AccessToken).map_err(|e| ServeError::Other(e.to_string()))?;
+    let token = secret::generate(SecretKind::AccessToken).map_err(|e| ServeError::Other(e.to_string()))?;
     let path = dir.join("admin.token");
     // The file is written before the hash is stored: a crash in between leaves no token in the
     // store, so the next start mints a new one and overwrites the file.
     write_private_file(&path, format!("{token}\n").as_bytes())?;
     let name = Name::parse("bootstrap-admin").map_err(|e| ServeError::Other(e.to_string()))?;
     store
-        .create_access_token(
-            &Actor::system(),
-            &name,
-            Role::PlatformAdmin,
-            None,
-            secret::hash(&token),
-        )
+        .create_access_token(&Actor::system(), &name, Role::PlatformAdmin, None, secret::hash(&token))
         .await?;
     say(format_args!(
         "warden: bootstrap platform-admin token (shown once; also written to {}):",
@@ -289,9 +273,7 @@ async fn shutdown_signal() {
         () = ctrl_c => {},
         () = term => {},
     }
-    say(format_args!(
-        "warden: shutting down; finishing in-flight requests"
-    ));
+    say(format_args!("warden: shutting down; finishing in-flight requests"));
 }
 
 /// Prints a line for the operator; a closed stdout must never stop the server.

@@ -17,8 +17,8 @@ use std::sync::Arc;
 
 use serde::Serialize;
 use warden_core::{
-    AccessTokenInfo, Agent, AgentId, AgentStatus, Grant, McpServer, Name, Origin, Role, Scope,
-    Team, ToolPattern, Transport,
+    AccessTokenInfo, Agent, AgentId, AgentStatus, Grant, McpServer, Name, Origin, Role, Scope, Team, ToolPattern,
+    Transport,
 };
 
 pub use error::StoreError;
@@ -147,6 +147,16 @@ pub struct AgentFilter {
     pub tag: Option<Name>,
 }
 
+/// An agent with the stored hash of its client secret.
+#[derive(Debug, Clone)]
+pub struct AgentCredentials {
+    /// The agent.
+    pub agent: Agent,
+    /// The SHA-256 of its client secret; `None` for a subagent, which authenticates only by token
+    /// exchange.
+    pub secret_hash: Option<Vec<u8>>,
+}
+
 /// A stored access token matched by its hash.
 #[derive(Debug, Clone)]
 pub struct StoredAccessToken {
@@ -204,15 +214,9 @@ impl Store {
     }
 
     /// Sets a server-wide setting, recording the change.
-    pub async fn set_setting(
-        &self,
-        actor: &Actor,
-        key: &str,
-        value: &str,
-    ) -> Result<(), StoreError> {
+    pub async fn set_setting(&self, actor: &Actor, key: &str, value: &str) -> Result<(), StoreError> {
         let (actor, key, value) = (actor.clone(), key.to_owned(), value.to_owned());
-        self.run(move |db| db.set_setting(&actor, &key, &value))
-            .await
+        self.run(move |db| db.set_setting(&actor, &key, &value)).await
     }
 
     /// Creates a team.
@@ -246,10 +250,7 @@ impl Store {
     }
 
     /// The live (not revoked) access token whose hash is `hash`.
-    pub async fn find_access_token(
-        &self,
-        hash: [u8; 32],
-    ) -> Result<Option<StoredAccessToken>, StoreError> {
+    pub async fn find_access_token(&self, hash: [u8; 32]) -> Result<Option<StoredAccessToken>, StoreError> {
         self.run(move |db| db.find_access_token(&hash)).await
     }
 
@@ -259,22 +260,13 @@ impl Store {
     }
 
     /// Revokes the access token `name`.
-    pub async fn revoke_access_token(
-        &self,
-        actor: &Actor,
-        name: &Name,
-    ) -> Result<AccessTokenInfo, StoreError> {
+    pub async fn revoke_access_token(&self, actor: &Actor, name: &Name) -> Result<AccessTokenInfo, StoreError> {
         let (actor, name) = (actor.clone(), name.clone());
-        self.run(move |db| db.revoke_access_token(&actor, &name))
-            .await
+        self.run(move |db| db.revoke_access_token(&actor, &name)).await
     }
 
     /// Registers an agent.
-    pub async fn register_agent(
-        &self,
-        actor: &Actor,
-        agent: NewAgent,
-    ) -> Result<Agent, StoreError> {
+    pub async fn register_agent(&self, actor: &Actor, agent: NewAgent) -> Result<Agent, StoreError> {
         let actor = actor.clone();
         self.run(move |db| db.register_agent(&actor, &agent)).await
     }
@@ -298,16 +290,11 @@ impl Store {
         status: AgentStatus,
     ) -> Result<Agent, StoreError> {
         let (actor, id) = (actor.clone(), id.clone());
-        self.run(move |db| db.set_agent_status(&actor, &id, status))
-            .await
+        self.run(move |db| db.set_agent_status(&actor, &id, status)).await
     }
 
     /// Registers an MCP server.
-    pub async fn add_mcp_server(
-        &self,
-        actor: &Actor,
-        server: NewMcpServer,
-    ) -> Result<McpServer, StoreError> {
+    pub async fn add_mcp_server(&self, actor: &Actor, server: NewMcpServer) -> Result<McpServer, StoreError> {
         let actor = actor.clone();
         self.run(move |db| db.add_mcp_server(&actor, &server)).await
     }
@@ -329,23 +316,13 @@ impl Store {
     }
 
     /// Gives `agent` the scope `scope`.
-    pub async fn grant(
-        &self,
-        actor: &Actor,
-        scope: &Name,
-        agent: &AgentId,
-    ) -> Result<Grant, StoreError> {
+    pub async fn grant(&self, actor: &Actor, scope: &Name, agent: &AgentId) -> Result<Grant, StoreError> {
         let (actor, scope, agent) = (actor.clone(), scope.clone(), agent.clone());
         self.run(move |db| db.grant(&actor, &scope, &agent)).await
     }
 
     /// Takes the scope `scope` from `agent`.
-    pub async fn ungrant(
-        &self,
-        actor: &Actor,
-        scope: &Name,
-        agent: &AgentId,
-    ) -> Result<Grant, StoreError> {
+    pub async fn ungrant(&self, actor: &Actor, scope: &Name, agent: &AgentId) -> Result<Grant, StoreError> {
         let (actor, scope, agent) = (actor.clone(), scope.clone(), agent.clone());
         self.run(move |db| db.ungrant(&actor, &scope, &agent)).await
     }
@@ -357,10 +334,7 @@ impl Store {
     }
 
     /// An agent with the stored hash of its client secret (`None` for a subagent, which has none).
-    pub async fn agent_credentials(
-        &self,
-        id: &AgentId,
-    ) -> Result<Option<(Agent, Option<Vec<u8>>)>, StoreError> {
+    pub async fn agent_credentials(&self, id: &AgentId) -> Result<Option<AgentCredentials>, StoreError> {
         let id = id.clone();
         self.run(move |db| db.agent_credentials(&id)).await
     }
@@ -375,8 +349,7 @@ impl Store {
         scopes: Vec<Name>,
     ) -> Result<Agent, StoreError> {
         let actor = actor.clone();
-        self.run(move |db| db.register_subagent(&actor, &new, &scopes))
-            .await
+        self.run(move |db| db.register_subagent(&actor, &new, &scopes)).await
     }
 
     /// Records an event that is not a registry change (a credential issued or refused, a key
@@ -400,20 +373,12 @@ impl Store {
     }
 
     /// Revocation feed entries after `since`, oldest first, at most `limit`.
-    pub async fn list_revocations(
-        &self,
-        since: i64,
-        limit: i64,
-    ) -> Result<Vec<RevocationRecord>, StoreError> {
+    pub async fn list_revocations(&self, since: i64, limit: i64) -> Result<Vec<RevocationRecord>, StoreError> {
         self.run(move |db| db.list_revocations(since, limit)).await
     }
 
     /// Change events after `since`, oldest first, at most `limit`.
-    pub async fn list_events(
-        &self,
-        since: i64,
-        limit: i64,
-    ) -> Result<Vec<ChangeEvent>, StoreError> {
+    pub async fn list_events(&self, since: i64, limit: i64) -> Result<Vec<ChangeEvent>, StoreError> {
         self.run(move |db| db.list_events(since, limit)).await
     }
 }

@@ -13,13 +13,13 @@ use serde::Serialize;
 use time::OffsetDateTime;
 use time::macros::format_description;
 use warden_core::{
-    AccessTokenInfo, Agent, AgentId, AgentStatus, Grant, McpServer, Name, Origin, Role, Scope,
-    Team, ToolPattern, Transport,
+    AccessTokenInfo, Agent, AgentId, AgentStatus, Grant, McpServer, Name, Origin, Role, Scope, Team, ToolPattern,
+    Transport,
 };
 
 use crate::{
-    Actor, AgentFilter, ChangeEvent, NewAgent, NewMcpServer, NewScope, RevocationRecord,
-    StoreError, StoredAccessToken,
+    Actor, AgentCredentials, AgentFilter, ChangeEvent, NewAgent, NewMcpServer, NewScope, RevocationRecord, StoreError,
+    StoredAccessToken,
 };
 
 /// Schema migrations, applied in order; `PRAGMA user_version` records how many have run.
@@ -106,8 +106,7 @@ pub(crate) struct SqliteStore {
 
 /// Now, as the store writes times: RFC 3339 UTC with milliseconds.
 pub(crate) fn now_rfc3339() -> String {
-    let format =
-        format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z");
+    let format = format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z");
     OffsetDateTime::now_utc()
         .format(format)
         .unwrap_or_else(|_| "1970-01-01T00:00:00.000Z".to_owned())
@@ -119,16 +118,13 @@ fn now_unix() -> i64 {
 
 impl SqliteStore {
     pub(crate) fn open(path: &Path) -> Result<SqliteStore, StoreError> {
-        let conn = Connection::open(path).map_err(|e| {
-            StoreError::Internal(format!("cannot open database `{}`: {e}", path.display()))
-        })?;
+        let conn = Connection::open(path)
+            .map_err(|e| StoreError::Internal(format!("cannot open database `{}`: {e}", path.display())))?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
-        let store = SqliteStore {
-            conn: Mutex::new(conn),
-        };
+        let store = SqliteStore { conn: Mutex::new(conn) };
         store.migrate()?;
         Ok(store)
     }
@@ -158,10 +154,7 @@ impl SqliteStore {
     }
 
     /// Runs `f` in an immediate transaction and commits if it succeeds.
-    fn write<T>(
-        &self,
-        f: impl FnOnce(&Transaction<'_>) -> Result<T, StoreError>,
-    ) -> Result<T, StoreError> {
+    fn write<T>(&self, f: impl FnOnce(&Transaction<'_>) -> Result<T, StoreError>) -> Result<T, StoreError> {
         let mut conn = self.lock()?;
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let res = f(&tx)?;
@@ -174,21 +167,15 @@ impl SqliteStore {
     pub(crate) fn setting(&self, key: &str) -> Result<Option<String>, StoreError> {
         let conn = self.lock()?;
         Ok(conn
-            .query_row("SELECT value FROM settings WHERE key = ?1", [key], |row| {
-                row.get(0)
-            })
+            .query_row("SELECT value FROM settings WHERE key = ?1", [key], |row| row.get(0))
             .optional()?)
     }
 
-    pub(crate) fn set_setting(
-        &self,
-        actor: &Actor,
-        key: &str,
-        value: &str,
-    ) -> Result<(), StoreError> {
+    pub(crate) fn set_setting(&self, actor: &Actor, key: &str, value: &str) -> Result<(), StoreError> {
         self.write(|tx| {
-            let before: Option<String> =
-                tx.query_row("SELECT value FROM settings WHERE key = ?1", [key], |row| row.get(0)).optional()?;
+            let before: Option<String> = tx
+                .query_row("SELECT value FROM settings WHERE key = ?1", [key], |row| row.get(0))
+                .optional()?;
             if before.as_deref() == Some(value) {
                 return Ok(());
             }
@@ -206,9 +193,7 @@ impl SqliteStore {
     pub(crate) fn create_team(&self, actor: &Actor, name: &Name) -> Result<Team, StoreError> {
         self.write(|tx| {
             if team_exists(tx, name)? {
-                return Err(StoreError::Conflict(format!(
-                    "team `{name}` already exists"
-                )));
+                return Err(StoreError::Conflict(format!("team `{name}` already exists")));
             }
             let team = Team {
                 name: name.clone(),
@@ -234,9 +219,7 @@ impl SqliteStore {
     pub(crate) fn list_teams(&self) -> Result<Vec<Team>, StoreError> {
         let conn = self.lock()?;
         let mut stmt = conn.prepare("SELECT name, created_at FROM teams ORDER BY name")?;
-        let rows = stmt.query_map([], |row| {
-            Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
-        })?;
+        let rows = stmt.query_map([], |row| Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?)))?;
         rows.map(|row| {
             let (name, created_at) = row?;
             Ok(Team {
@@ -283,17 +266,28 @@ impl SqliteStore {
             };
             tx.execute(
                 "INSERT INTO access_tokens (name, role, team, hash, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![name.as_str(), role.as_str(), team.map(Name::as_str), &hash[..], info.created_at],
+                params![
+                    name.as_str(),
+                    role.as_str(),
+                    team.map(Name::as_str),
+                    &hash[..],
+                    info.created_at
+                ],
             )?;
-            record(tx, actor, "access-token.create", "access-token", name.as_str(), None::<&()>, Some(&info))?;
+            record(
+                tx,
+                actor,
+                "access-token.create",
+                "access-token",
+                name.as_str(),
+                None::<&()>,
+                Some(&info),
+            )?;
             Ok(info)
         })
     }
 
-    pub(crate) fn find_access_token(
-        &self,
-        hash: &[u8; 32],
-    ) -> Result<Option<StoredAccessToken>, StoreError> {
+    pub(crate) fn find_access_token(&self, hash: &[u8; 32]) -> Result<Option<StoredAccessToken>, StoreError> {
         let conn = self.lock()?;
         let row = conn
             .query_row(
@@ -314,18 +308,13 @@ impl SqliteStore {
 
     pub(crate) fn list_access_tokens(&self) -> Result<Vec<AccessTokenInfo>, StoreError> {
         let conn = self.lock()?;
-        let mut stmt = conn.prepare(
-            "SELECT name, role, team, created_at, revoked_at FROM access_tokens ORDER BY name",
-        )?;
+        let mut stmt =
+            conn.prepare("SELECT name, role, team, created_at, revoked_at FROM access_tokens ORDER BY name")?;
         let rows = stmt.query_map([], access_token_row)?;
         rows.map(|row| row?.into_info()).collect()
     }
 
-    pub(crate) fn revoke_access_token(
-        &self,
-        actor: &Actor,
-        name: &Name,
-    ) -> Result<AccessTokenInfo, StoreError> {
+    pub(crate) fn revoke_access_token(&self, actor: &Actor, name: &Name) -> Result<AccessTokenInfo, StoreError> {
         self.write(|tx| {
             let before = tx
                 .query_row(
@@ -334,7 +323,10 @@ impl SqliteStore {
                     access_token_row,
                 )
                 .optional()?
-                .ok_or_else(|| StoreError::NotFound { kind: "access token", key: name.to_string() })?
+                .ok_or_else(|| StoreError::NotFound {
+                    kind: "access token",
+                    key: name.to_string(),
+                })?
                 .into_info()?;
             if before.revoked_at.is_some() {
                 return Ok(before);
@@ -345,35 +337,36 @@ impl SqliteStore {
                 "UPDATE access_tokens SET revoked_at = ?2 WHERE name = ?1",
                 params![name.as_str(), after.revoked_at],
             )?;
-            record(tx, actor, "access-token.revoke", "access-token", name.as_str(), Some(&before), Some(&after))?;
+            record(
+                tx,
+                actor,
+                "access-token.revoke",
+                "access-token",
+                name.as_str(),
+                Some(&before),
+                Some(&after),
+            )?;
             Ok(after)
         })
     }
 
     // Agents.
 
-    pub(crate) fn register_agent(
-        &self,
-        actor: &Actor,
-        new: &NewAgent,
-    ) -> Result<Agent, StoreError> {
+    pub(crate) fn register_agent(&self, actor: &Actor, new: &NewAgent) -> Result<Agent, StoreError> {
         self.write(|tx| {
             let team = new.id.team();
             require_team(tx, &team)?;
             if agent_exists(tx, &new.id)? {
-                return Err(StoreError::Conflict(format!(
-                    "agent `{}` already exists",
-                    new.id
-                )));
+                return Err(StoreError::Conflict(format!("agent `{}` already exists", new.id)));
             }
             let parent = new.id.parent();
-            if let Some(parent) = &parent {
-                if !agent_exists(tx, parent)? {
-                    return Err(StoreError::NotFound {
-                        kind: "agent",
-                        key: parent.to_string(),
-                    });
-                }
+            if let Some(parent) = &parent
+                && !agent_exists(tx, parent)?
+            {
+                return Err(StoreError::NotFound {
+                    kind: "agent",
+                    key: parent.to_string(),
+                });
             }
             let mut tags = new.tags.clone();
             tags.sort();
@@ -430,19 +423,12 @@ impl SqliteStore {
             ],
             agent_row,
         )?;
-        let mut agents = rows
-            .map(|row| row?.into_agent())
-            .collect::<Result<Vec<_>, _>>()?;
+        let mut agents = rows.map(|row| row?.into_agent()).collect::<Result<Vec<_>, _>>()?;
         let mut grants = conn.prepare("SELECT agent, scope FROM grants ORDER BY agent, scope")?;
         let mut by_agent = std::collections::HashMap::<String, Vec<Name>>::new();
-        for row in grants.query_map([], |row| {
-            Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
-        })? {
+        for row in grants.query_map([], |row| Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?)))? {
             let (agent, scope) = row?;
-            by_agent
-                .entry(agent)
-                .or_default()
-                .push(stored_name(&scope)?);
+            by_agent.entry(agent).or_default().push(stored_name(&scope)?);
         }
         for agent in &mut agents {
             agent.scopes = by_agent.remove(agent.id.as_str()).unwrap_or_default();
@@ -495,9 +481,24 @@ impl SqliteStore {
                     "UPDATE agents SET status = ?2, updated_at = ?3 WHERE id = ?1",
                     params![after.id.as_str(), status.as_str(), now],
                 )?;
+                // A resume keeps refusing every token issued up to the suspension; tokens could not
+                // be issued while suspended, so new ones are accepted again.
+                let not_before: i64 = if status == AgentStatus::Active {
+                    tx.query_row(
+                        "SELECT not_before FROM revocations WHERE agent = ?1 AND state = 'suspended'
+                         ORDER BY seq DESC LIMIT 1",
+                        [after.id.as_str()],
+                        |row| row.get::<_, Option<i64>>(0),
+                    )
+                    .optional()?
+                    .flatten()
+                    .unwrap_or(now_unix)
+                } else {
+                    now_unix
+                };
                 tx.execute(
-                    "INSERT INTO revocations (agent, state, not_before, at) VALUES (?1, ?2, ?3, ?3)",
-                    params![after.id.as_str(), status.as_str(), now_unix],
+                    "INSERT INTO revocations (agent, state, not_before, at) VALUES (?1, ?2, ?3, ?4)",
+                    params![after.id.as_str(), status.as_str(), not_before, now_unix],
                 )?;
                 record(tx, actor, action, "agent", after.id.as_str(), Some(&before), Some(&after))?;
                 result.get_or_insert(after);
@@ -510,11 +511,7 @@ impl SqliteStore {
 
     // MCP servers.
 
-    pub(crate) fn add_mcp_server(
-        &self,
-        actor: &Actor,
-        new: &NewMcpServer,
-    ) -> Result<McpServer, StoreError> {
+    pub(crate) fn add_mcp_server(&self, actor: &Actor, new: &NewMcpServer) -> Result<McpServer, StoreError> {
         self.write(|tx| {
             let exists: bool = tx.query_row(
                 "SELECT EXISTS (SELECT 1 FROM mcp_servers WHERE name = ?1)",
@@ -522,7 +519,10 @@ impl SqliteStore {
                 |row| row.get(0),
             )?;
             if exists {
-                return Err(StoreError::Conflict(format!("MCP server `{}` already exists", new.name)));
+                return Err(StoreError::Conflict(format!(
+                    "MCP server `{}` already exists",
+                    new.name
+                )));
             }
             if let Some(team) = &new.owner_team {
                 require_team(tx, team)?;
@@ -551,7 +551,15 @@ impl SqliteStore {
                 ],
             )?;
             // The event carries the public record only: credentials never leave the store.
-            record(tx, actor, "mcp-server.add", "mcp-server", server.name.as_str(), None::<&()>, Some(&server))?;
+            record(
+                tx,
+                actor,
+                "mcp-server.add",
+                "mcp-server",
+                server.name.as_str(),
+                None::<&()>,
+                Some(&server),
+            )?;
             Ok(server)
         })
     }
@@ -574,8 +582,7 @@ impl SqliteStore {
             ))
         })?;
         rows.map(|row| {
-            let (name, transport, owner_team, sensitive, has_credentials, created_at, updated_at) =
-                row?;
+            let (name, transport, owner_team, sensitive, has_credentials, created_at, updated_at) = row?;
             Ok(McpServer {
                 name: stored_name(&name)?,
                 transport: serde_json::from_str::<Transport>(&transport)?,
@@ -613,16 +620,23 @@ impl SqliteStore {
                     scope.created_at
                 ],
             )?;
-            record(tx, actor, "scope.define", "scope", scope.name.as_str(), None::<&()>, Some(&scope))?;
+            record(
+                tx,
+                actor,
+                "scope.define",
+                "scope",
+                scope.name.as_str(),
+                None::<&()>,
+                Some(&scope),
+            )?;
             Ok(scope)
         })
     }
 
     pub(crate) fn list_scopes(&self) -> Result<Vec<Scope>, StoreError> {
         let conn = self.lock()?;
-        let mut stmt = conn.prepare(
-            "SELECT name, tools, sensitive, description, created_at FROM scopes ORDER BY name",
-        )?;
+        let mut stmt =
+            conn.prepare("SELECT name, tools, sensitive, description, created_at FROM scopes ORDER BY name")?;
         let rows = stmt.query_map([], |row| {
             Ok((
                 row.get::<_, String>(0)?,
@@ -645,12 +659,7 @@ impl SqliteStore {
         .collect()
     }
 
-    pub(crate) fn grant(
-        &self,
-        actor: &Actor,
-        scope: &Name,
-        agent: &AgentId,
-    ) -> Result<Grant, StoreError> {
+    pub(crate) fn grant(&self, actor: &Actor, scope: &Name, agent: &AgentId) -> Result<Grant, StoreError> {
         self.write(|tx| {
             if !scope_exists(tx, scope)? {
                 return Err(StoreError::NotFound {
@@ -680,12 +689,7 @@ impl SqliteStore {
             };
             tx.execute(
                 "INSERT INTO grants (scope, agent, granted_by, created_at) VALUES (?1, ?2, ?3, ?4)",
-                params![
-                    scope.as_str(),
-                    agent.as_str(),
-                    grant.granted_by,
-                    grant.created_at
-                ],
+                params![scope.as_str(), agent.as_str(), grant.granted_by, grant.created_at],
             )?;
             record(
                 tx,
@@ -700,12 +704,7 @@ impl SqliteStore {
         })
     }
 
-    pub(crate) fn ungrant(
-        &self,
-        actor: &Actor,
-        scope: &Name,
-        agent: &AgentId,
-    ) -> Result<Grant, StoreError> {
+    pub(crate) fn ungrant(&self, actor: &Actor, scope: &Name, agent: &AgentId) -> Result<Grant, StoreError> {
         self.write(|tx| {
             let grant = tx
                 .query_row(
@@ -768,20 +767,19 @@ impl SqliteStore {
         .collect()
     }
 
-    pub(crate) fn agent_credentials(
-        &self,
-        id: &AgentId,
-    ) -> Result<Option<(Agent, Option<Vec<u8>>)>, StoreError> {
+    pub(crate) fn agent_credentials(&self, id: &AgentId) -> Result<Option<AgentCredentials>, StoreError> {
         let conn = self.lock()?;
         let Some(agent) = load_agent(&conn, id)? else {
             return Ok(None);
         };
-        let hash: Option<Vec<u8>> = conn.query_row(
-            "SELECT secret_hash FROM agents WHERE id = ?1",
-            [id.as_str()],
-            |row| row.get(0),
-        )?;
-        Ok(Some((agent, hash)))
+        let hash: Option<Vec<u8>> =
+            conn.query_row("SELECT secret_hash FROM agents WHERE id = ?1", [id.as_str()], |row| {
+                row.get(0)
+            })?;
+        Ok(Some(AgentCredentials {
+            agent,
+            secret_hash: hash,
+        }))
     }
 
     pub(crate) fn register_subagent(
@@ -795,12 +793,17 @@ impl SqliteStore {
                 .id
                 .parent()
                 .ok_or_else(|| StoreError::Internal(format!("`{}` is not a subagent id", new.id)))?;
-            let parent = load_agent(tx, &parent_id)?
-                .ok_or_else(|| StoreError::NotFound { kind: "agent", key: parent_id.to_string() })?;
+            let parent = load_agent(tx, &parent_id)?.ok_or_else(|| StoreError::NotFound {
+                kind: "agent",
+                key: parent_id.to_string(),
+            })?;
             let existing = load_agent(tx, &new.id)?;
             let agent = match existing {
                 Some(agent) if agent.status != AgentStatus::Active => {
-                    return Err(StoreError::Conflict(format!("subagent `{}` is {}", agent.id, agent.status)));
+                    return Err(StoreError::Conflict(format!(
+                        "subagent `{}` is {}",
+                        agent.id, agent.status
+                    )));
                 }
                 Some(agent) => agent,
                 None => {
@@ -820,7 +823,15 @@ impl SqliteStore {
                         updated_at: now,
                     };
                     insert_agent(tx, &agent, None)?;
-                    record(tx, actor, "agent.register", "agent", agent.id.as_str(), None::<&Agent>, Some(&agent))?;
+                    record(
+                        tx,
+                        actor,
+                        "agent.register",
+                        "agent",
+                        agent.id.as_str(),
+                        None::<&Agent>,
+                        Some(&agent),
+                    )?;
                     agent
                 }
             };
@@ -838,7 +849,15 @@ impl SqliteStore {
                     "INSERT INTO grants (scope, agent, granted_by, created_at) VALUES (?1, ?2, ?3, ?4)",
                     params![scope.as_str(), agent.id.as_str(), grant.granted_by, grant.created_at],
                 )?;
-                record(tx, actor, "grant.create", "grant", &format!("{scope}@{}", agent.id), None::<&()>, Some(&grant))?;
+                record(
+                    tx,
+                    actor,
+                    "grant.create",
+                    "grant",
+                    &format!("{scope}@{}", agent.id),
+                    None::<&()>,
+                    Some(&grant),
+                )?;
             }
             let mut agent = agent;
             agent.scopes = load_scopes_of(tx, &agent.id)?;
@@ -854,26 +873,12 @@ impl SqliteStore {
         target: &str,
         details: &serde_json::Value,
     ) -> Result<(), StoreError> {
-        self.write(|tx| {
-            record(
-                tx,
-                actor,
-                action,
-                target_kind,
-                target,
-                None::<&()>,
-                Some(details),
-            )
-        })
+        self.write(|tx| record(tx, actor, action, target_kind, target, None::<&()>, Some(details)))
     }
 
     // Revocation feed and change events.
 
-    pub(crate) fn list_revocations(
-        &self,
-        since: i64,
-        limit: i64,
-    ) -> Result<Vec<RevocationRecord>, StoreError> {
+    pub(crate) fn list_revocations(&self, since: i64, limit: i64) -> Result<Vec<RevocationRecord>, StoreError> {
         let conn = self.lock()?;
         let mut stmt = conn.prepare(
             "SELECT seq, agent, state, not_before, at FROM revocations WHERE seq > ?1 ORDER BY seq LIMIT ?2",
@@ -890,11 +895,7 @@ impl SqliteStore {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    pub(crate) fn list_events(
-        &self,
-        since: i64,
-        limit: i64,
-    ) -> Result<Vec<ChangeEvent>, StoreError> {
+    pub(crate) fn list_events(&self, since: i64, limit: i64) -> Result<Vec<ChangeEvent>, StoreError> {
         let conn = self.lock()?;
         let mut stmt = conn.prepare(
             "SELECT seq, time, actor_kind, actor, action, target_kind, target, before, after
@@ -963,11 +964,7 @@ fn record<B: Serialize, A: Serialize>(
     Ok(())
 }
 
-fn insert_agent(
-    tx: &Transaction<'_>,
-    agent: &Agent,
-    secret_hash: Option<&[u8; 32]>,
-) -> Result<(), StoreError> {
+fn insert_agent(tx: &Transaction<'_>, agent: &Agent, secret_hash: Option<&[u8; 32]>) -> Result<(), StoreError> {
     tx.execute(
         "INSERT INTO agents (id, team, name, owner, purpose, tags, status, origin, parent, secret_hash,
                              created_at, updated_at)
@@ -1033,8 +1030,7 @@ fn stored_agent_id(value: &str) -> Result<AgentId, StoreError> {
     AgentId::parse(value).map_err(|e| StoreError::Internal(format!("stored data is invalid: {e}")))
 }
 
-const AGENT_COLUMNS: &str =
-    "id, owner, purpose, tags, status, origin, parent, created_at, updated_at";
+const AGENT_COLUMNS: &str = "id, owner, purpose, tags, status, origin, parent, created_at, updated_at";
 
 struct AgentRow {
     id: String,
@@ -1072,12 +1068,10 @@ impl AgentRow {
             owner: self.owner,
             purpose: self.purpose,
             tags: serde_json::from_str(&self.tags)?,
-            status: AgentStatus::parse(&self.status).ok_or_else(|| {
-                StoreError::Internal(format!("stored agent status `{}` is unknown", self.status))
-            })?,
-            origin: Origin::parse(&self.origin).ok_or_else(|| {
-                StoreError::Internal(format!("stored agent origin `{}` is unknown", self.origin))
-            })?,
+            status: AgentStatus::parse(&self.status)
+                .ok_or_else(|| StoreError::Internal(format!("stored agent status `{}` is unknown", self.status)))?,
+            origin: Origin::parse(&self.origin)
+                .ok_or_else(|| StoreError::Internal(format!("stored agent origin `{}` is unknown", self.origin)))?,
             parent: self.parent.as_deref().map(stored_agent_id).transpose()?,
             scopes: Vec::new(),
             created_at: self.created_at,
@@ -1128,9 +1122,8 @@ impl AccessTokenRow {
     fn into_info(self) -> Result<AccessTokenInfo, StoreError> {
         Ok(AccessTokenInfo {
             name: stored_name(&self.name)?,
-            role: Role::parse(&self.role).ok_or_else(|| {
-                StoreError::Internal(format!("stored role `{}` is unknown", self.role))
-            })?,
+            role: Role::parse(&self.role)
+                .ok_or_else(|| StoreError::Internal(format!("stored role `{}` is unknown", self.role)))?,
             team: self.team.as_deref().map(stored_name).transpose()?,
             created_at: self.created_at,
             revoked_at: self.revoked_at,

@@ -9,10 +9,7 @@ fn malformed_requests_are_refused_precisely_and_change_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path());
     let admin = server.api(&server.admin_token());
-    assert_eq!(
-        admin.post("/v1/teams", &json!({"name": "payments"})).status,
-        201
-    );
+    assert_eq!(admin.post("/v1/teams", &json!({"name": "payments"})).status, 201);
     let before = admin.event_count();
 
     let cases: Vec<(&str, &str, Option<(&str, Vec<u8>)>, u16, &str, &str)> = vec![
@@ -69,11 +66,7 @@ fn malformed_requests_are_refused_precisely_and_change_nothing() {
     .collect();
 
     for (method, path, body, status, code, message) in &cases {
-        let reply = admin.request(
-            method,
-            path,
-            body.as_ref().map(|(ct, b)| (*ct, b.as_slice())),
-        );
+        let reply = admin.request(method, path, body.as_ref().map(|(ct, b)| (*ct, b.as_slice())));
         assert_eq!(reply.status, *status, "{method} {path}: {reply:?}");
         assert_eq!(reply.code(), *code, "{method} {path}: {reply:?}");
         assert!(
@@ -82,11 +75,7 @@ fn malformed_requests_are_refused_precisely_and_change_nothing() {
             reply.message()
         );
     }
-    assert_eq!(
-        admin.event_count(),
-        before,
-        "no refused request wrote anything"
-    );
+    assert_eq!(admin.event_count(), before, "no refused request wrote anything");
     assert_eq!(admin.get("/v1/agents").body, json!([]));
 }
 
@@ -98,19 +87,13 @@ fn missing_or_bad_credentials_get_401_with_challenge() {
     let reply = anonymous.get("/v1/teams");
     assert_eq!(reply.status, 401);
     assert_eq!(reply.code(), "unauthenticated");
-    assert_eq!(
-        reply.www_authenticate.as_deref(),
-        Some("Bearer realm=\"warden\"")
-    );
+    assert_eq!(reply.www_authenticate.as_deref(), Some("Bearer realm=\"warden\""));
     let reply = server.api("not-a-token").get("/v1/teams");
     assert_eq!(reply.status, 401);
     let mut basic = anonymous.clone();
     basic.token = None;
     let reply = basic.request("GET", "/v1/teams", None);
-    assert!(
-        reply.message().contains("missing `Authorization: Bearer"),
-        "{reply:?}"
-    );
+    assert!(reply.message().contains("missing `Authorization: Bearer"), "{reply:?}");
     // Health and the OpenAPI document need no token.
     assert_eq!(anonymous.get("/healthz").status, 200);
     assert_eq!(anonymous.get("/openapi.json").status, 200);
@@ -133,14 +116,7 @@ fn cli_usage_errors_exit_2_and_unreachable_server_exits_1() {
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("--name"), "{}", stderr(&out));
     let out = std::process::Command::new(crate::support::WARDEN)
-        .args([
-            "--server",
-            "http://127.0.0.1:9",
-            "--token",
-            "x",
-            "team",
-            "list",
-        ])
+        .args(["--server", "http://127.0.0.1:9", "--token", "x", "team", "list"])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
@@ -172,6 +148,7 @@ fn openapi_document_matches_the_router() {
     let expected = [
         "DELETE /v1/access-tokens/{name}",
         "DELETE /v1/agents/{id}/grants/{scope}",
+        "GET /.well-known/jwks.json",
         "GET /v1/access-tokens",
         "GET /v1/agents",
         "GET /v1/agents/{id}",
@@ -179,15 +156,19 @@ fn openapi_document_matches_the_router() {
         "GET /v1/events",
         "GET /v1/grants",
         "GET /v1/mcp-servers",
+        "GET /v1/revocations",
         "GET /v1/scopes",
         "GET /v1/teams",
         "GET /v1/whoami",
+        "POST /oauth2/introspect",
+        "POST /oauth2/token",
         "POST /v1/access-tokens",
         "POST /v1/agents",
         "POST /v1/agents/{id}/grants",
         "POST /v1/agents/{id}/resume",
         "POST /v1/agents/{id}/revoke",
         "POST /v1/agents/{id}/suspend",
+        "POST /v1/keys/rotate",
         "POST /v1/mcp-servers",
         "POST /v1/scopes",
         "POST /v1/teams",
@@ -207,10 +188,7 @@ fn openapi_document_matches_the_router() {
         };
         let reply = admin.request(method, &path, body);
         assert_ne!(reply.status, 405, "{entry}");
-        assert!(
-            !reply.message().contains("no such endpoint"),
-            "{entry}: {reply:?}"
-        );
+        assert!(!reply.message().contains("no such endpoint"), "{entry}: {reply:?}");
     }
     // The request bodies forbid unknown fields, as the server does.
     let team = &doc["components"]["schemas"]["CreateTeam"];

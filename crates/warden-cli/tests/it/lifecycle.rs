@@ -23,17 +23,10 @@ fn first_start_restart_and_lock() {
     assert_eq!(mode(&data.join("admin.token")), 0o600);
     assert_eq!(mode(&data.join("warden.db")), 0o600);
     for key in std::fs::read_dir(data.join("keys")).unwrap() {
-        assert_eq!(
-            mode(&key.unwrap().path()),
-            0o600,
-            "signing keys are private"
-        );
+        assert_eq!(mode(&key.unwrap().path()), 0o600, "signing keys are private");
     }
     let admin = server.api(&token);
-    assert_eq!(
-        admin.post("/v1/teams", &json!({"name": "payments"})).status,
-        201
-    );
+    assert_eq!(admin.post("/v1/teams", &json!({"name": "payments"})).status, 201);
 
     // A second process on the same directory refuses to start, clearly, and changes nothing.
     let out = Command::new(WARDEN)
@@ -44,10 +37,7 @@ fn first_start_restart_and_lock() {
     assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
     assert!(err.starts_with("error: data directory `"), "{err}");
-    assert!(
-        err.contains("is in use by another warden process (pid "),
-        "{err}"
-    );
+    assert!(err.contains("is in use by another warden process (pid "), "{err}");
     assert_eq!(admin.get("/v1/teams").body.as_array().unwrap().len(), 1);
 
     let status = server.stop();
@@ -55,10 +45,7 @@ fn first_start_restart_and_lock() {
 
     // Restart: same token, same data, no new bootstrap token.
     let server = Server::start(&data);
-    assert_eq!(
-        server.printed_token, None,
-        "the bootstrap token is printed once"
-    );
+    assert_eq!(server.printed_token, None, "the bootstrap token is printed once");
     assert_eq!(server.admin_token(), token);
     let teams = server.api(&token).get("/v1/teams");
     assert_eq!(teams.status, 200);
@@ -96,10 +83,7 @@ fn custom_trust_domain_shapes_agent_ids() {
         "/v1/agents",
         &json!({"team": "payments", "name": "bot", "purpose": "p"}),
     );
-    assert_eq!(
-        agent.body["id"],
-        "spiffe://acme.internal/team/payments/agent/bot"
-    );
+    assert_eq!(agent.body["id"], "spiffe://acme.internal/team/payments/agent/bot");
 
     let out = Command::new(WARDEN)
         .args([
@@ -135,10 +119,7 @@ fn sigterm_loses_no_acknowledged_write() {
                 let name = format!("team-{i}");
                 let uri = format!("{}/v1/teams", admin.base);
                 let res = ureq::post(&uri)
-                    .header(
-                        "Authorization",
-                        &format!("Bearer {}", admin.token.as_deref().unwrap()),
-                    )
+                    .header("Authorization", &format!("Bearer {}", admin.token.as_deref().unwrap()))
                     .send_json(json!({"name": name}));
                 match res {
                     Ok(r) if r.status() == 201 => acknowledged.push(name),
@@ -166,9 +147,6 @@ fn sigterm_loses_no_acknowledged_write() {
         .map(|t| t["name"].as_str().unwrap())
         .collect();
     for name in &acknowledged {
-        assert!(
-            stored.contains(name.as_str()),
-            "acknowledged team `{name}` was lost"
-        );
+        assert!(stored.contains(name.as_str()), "acknowledged team `{name}` was lost");
     }
 }

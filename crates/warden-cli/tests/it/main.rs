@@ -5,6 +5,7 @@
     clippy::unwrap_used,
     clippy::expect_used,
     clippy::panic,
+    clippy::type_complexity,
     unreachable_pub,
     reason = "tests"
 )]
@@ -12,6 +13,7 @@
 mod support;
 
 mod bad_input;
+mod credentials;
 mod lifecycle;
 mod permissions;
 mod registry;

@@ -18,10 +18,7 @@ fn fixture() -> Fixture {
     for team in ["payments", "search"] {
         assert_eq!(admin.post("/v1/teams", &json!({"name": team})).status, 201);
     }
-    admin.post(
-        "/v1/scopes",
-        &json!({"name": "read", "tools": ["github/get_*"]}),
-    );
+    admin.post("/v1/scopes", &json!({"name": "read", "tools": ["github/get_*"]}));
     Fixture {
         _dir: dir,
         server,
@@ -30,19 +27,13 @@ fn fixture() -> Fixture {
 }
 
 fn token(admin: &Api, name: &str, role: &str, team: Option<&str>) -> String {
-    let reply = admin.post(
-        "/v1/access-tokens",
-        &json!({"name": name, "role": role, "team": team}),
-    );
+    let reply = admin.post("/v1/access-tokens", &json!({"name": name, "role": role, "team": team}));
     assert_eq!(reply.status, 201, "{reply:?}");
     reply.body["token"].as_str().unwrap().to_owned()
 }
 
 fn agent(admin: &Api, team: &str, name: &str) -> String {
-    let reply = admin.post(
-        "/v1/agents",
-        &json!({"team": team, "name": name, "purpose": "test"}),
-    );
+    let reply = admin.post("/v1/agents", &json!({"team": team, "name": name, "purpose": "test"}));
     assert_eq!(reply.status, 201, "{reply:?}");
     reply.body["id"].as_str().unwrap().to_owned()
 }
@@ -53,10 +44,7 @@ struct Op {
     make: Box<dyn Fn(&Api, &str) -> (String, String, Option<Value>)>,
 }
 
-fn op(
-    name: &'static str,
-    make: impl Fn(&Api, &str) -> (String, String, Option<Value>) + 'static,
-) -> Op {
+fn op(name: &'static str, make: impl Fn(&Api, &str) -> (String, String, Option<Value>) + 'static) -> Op {
     Op {
         name,
         make: Box::new(make),
@@ -84,19 +72,13 @@ fn ops() -> Vec<Op> {
     let grant_op = |team: &'static str| {
         move |admin: &Api, tag: &str| {
             let id = agent(admin, team, &format!("g-{tag}"));
-            post(
-                &format!("/v1/agents/{}/grants", enc(&id)),
-                json!({"scope": "read"}),
-            )
+            post(&format!("/v1/agents/{}/grants", enc(&id)), json!({"scope": "read"}))
         }
     };
     let ungrant_op = |team: &'static str| {
         move |admin: &Api, tag: &str| {
             let id = agent(admin, team, &format!("u-{tag}"));
-            admin.post(
-                &format!("/v1/agents/{}/grants", enc(&id)),
-                &json!({"scope": "read"}),
-            );
+            admin.post(&format!("/v1/agents/{}/grants", enc(&id)), &json!({"scope": "read"}));
             (
                 "DELETE".to_owned(),
                 format!("/v1/agents/{}/grants/read", enc(&id)),
@@ -118,11 +100,7 @@ fn ops() -> Vec<Op> {
         }),
         op("revoke access token", |admin, tag| {
             token(admin, &format!("victim-{tag}"), "auditor", None);
-            (
-                "DELETE".to_owned(),
-                format!("/v1/access-tokens/victim-{tag}"),
-                None,
-            )
+            ("DELETE".to_owned(), format!("/v1/access-tokens/victim-{tag}"), None)
         }),
         op("list agents", |_, _| get("/v1/agents")),
         op("show agent", |admin, tag| {
@@ -162,10 +140,7 @@ fn ops() -> Vec<Op> {
         }),
         op("list MCP servers", |_, _| get("/v1/mcp-servers")),
         op("define scope", |_, tag| {
-            post(
-                "/v1/scopes",
-                json!({"name": format!("s-{tag}"), "tools": ["fs/*"]}),
-            )
+            post("/v1/scopes", json!({"name": format!("s-{tag}"), "tools": ["fs/*"]}))
         }),
         op("list scopes", |_, _| get("/v1/scopes")),
         op("read change log", |_, _| get("/v1/events")),
@@ -176,14 +151,8 @@ fn ops() -> Vec<Op> {
 fn every_role_against_every_operation() {
     let f = fixture();
     let roles = [
-        (
-            "platform-admin",
-            token(&f.admin, "pat", "platform-admin", None),
-        ),
-        (
-            "team-admin",
-            token(&f.admin, "tap", "team-admin", Some("payments")),
-        ),
+        ("platform-admin", token(&f.admin, "pat", "platform-admin", None)),
+        ("team-admin", token(&f.admin, "tap", "team-admin", Some("payments"))),
         ("auditor", token(&f.admin, "aud", "auditor", None)),
     ];
     // (operation, platform-admin, team-admin of payments, auditor): the expected status.
@@ -228,11 +197,7 @@ fn every_role_against_every_operation() {
             };
             let events_before = f.admin.event_count();
             let reply = match &body {
-                Some(body) => caller.request(
-                    &method,
-                    &path,
-                    Some(("application/json", body.to_string().as_bytes())),
-                ),
+                Some(body) => caller.request(&method, &path, Some(("application/json", body.to_string().as_bytes()))),
                 None => caller.request(&method, &path, None),
             };
             if reply.status != *want {
@@ -272,16 +237,7 @@ fn team_admin_refusal_names_role_and_cli_exits_3() {
     let tap = token(&f.admin, "tap", "team-admin", Some("payments"));
     let out = f.server.cli(
         &tap,
-        &[
-            "agent",
-            "register",
-            "--team",
-            "search",
-            "--name",
-            "x",
-            "--purpose",
-            "p",
-        ],
+        &["agent", "register", "--team", "search", "--name", "x", "--purpose", "p"],
     );
     assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
     assert_eq!(

@@ -42,12 +42,7 @@ fn cli_round_trip_records_every_change() {
     .unwrap();
     let id = "spiffe://warden.local/team/payments/agent/recon";
     assert_eq!(registered["id"], id);
-    assert!(
-        registered["client_secret"]
-            .as_str()
-            .unwrap()
-            .starts_with("wds_")
-    );
+    assert!(registered["client_secret"].as_str().unwrap().starts_with("wds_"));
     assert_eq!(registered["origin"], "manual");
     assert_eq!(registered["status"], "active");
     assert_eq!(registered["tags"], json!(["customer-data", "prod"]));
@@ -98,21 +93,14 @@ fn cli_round_trip_records_every_change() {
     assert_eq!(servers[1]["has_credentials"], true);
     assert_eq!(servers[1]["sensitive"], true);
 
-    let shown: serde_json::Value =
-        serde_json::from_str(&ok(&["--json", "agent", "show", "payments/recon"])).unwrap();
+    let shown: serde_json::Value = serde_json::from_str(&ok(&["--json", "agent", "show", "payments/recon"])).unwrap();
     assert_eq!(shown["scopes"], json!(["github-read"]));
     assert!(shown.get("client_secret").is_none());
 
     let table = ok(&["agent", "list", "--tag", "customer-data"]);
     assert!(table.starts_with("ID "), "{table}");
-    assert!(
-        table.contains(id) && table.contains("github-read"),
-        "{table}"
-    );
-    assert_eq!(
-        ok(&["--json", "agent", "list", "--tag", "nope"]).trim(),
-        "[]"
-    );
+    assert!(table.contains(id) && table.contains("github-read"), "{table}");
+    assert_eq!(ok(&["--json", "agent", "list", "--tag", "nope"]).trim(), "[]");
 
     let suspended = ok(&["agent", "suspend", id]);
     assert!(suspended.contains("is suspended"), "{suspended}");
@@ -121,7 +109,13 @@ fn cli_round_trip_records_every_change() {
     ok(&["agent", "revoke", id]);
     let out = server.cli(&admin, &["agent", "resume", id]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).starts_with("error: agent `spiffe://warden.local/team/payments/agent/recon` is revoked; revocation is permanent"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).starts_with(
+            "error: agent `spiffe://warden.local/team/payments/agent/recon` is revoked; revocation is permanent"
+        ),
+        "{}",
+        stderr(&out)
+    );
 
     let events = server.api(&admin).get("/v1/events");
     let actions: Vec<&str> = events
@@ -164,10 +158,7 @@ fn access_tokens_are_hashed_and_revocable() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path());
     let admin = server.api(&server.admin_token());
-    let created = admin.post(
-        "/v1/access-tokens",
-        &json!({"name": "carol", "role": "auditor"}),
-    );
+    let created = admin.post("/v1/access-tokens", &json!({"name": "carol", "role": "auditor"}));
     assert_eq!(created.status, 201, "{created:?}");
     let token = created.body["token"].as_str().unwrap().to_owned();
     let db = std::fs::read(dir.path().join("warden.db")).unwrap();
@@ -203,16 +194,10 @@ fn revoking_an_agent_cascades_to_its_subagents_only() {
     let admin = server.api(&server.admin_token());
     admin.post("/v1/teams", &json!({"name": "payments"}));
     for name in ["orch", "sibling"] {
-        let reply = admin.post(
-            "/v1/agents",
-            &json!({"team": "payments", "name": name, "purpose": "p"}),
-        );
+        let reply = admin.post("/v1/agents", &json!({"team": "payments", "name": name, "purpose": "p"}));
         assert_eq!(reply.status, 201, "{reply:?}");
     }
-    let revoked = admin.post(
-        &format!("/v1/agents/{}/revoke", enc("payments/orch")),
-        &json!({}),
-    );
+    let revoked = admin.post(&format!("/v1/agents/{}/revoke", enc("payments/orch")), &json!({}));
     assert_eq!(revoked.status, 200, "{revoked:?}");
     assert_eq!(revoked.body["status"], "revoked");
     let sibling = admin.get(&format!("/v1/agents/{}", enc("payments/sibling")));

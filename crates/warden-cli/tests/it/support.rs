@@ -52,12 +52,7 @@ impl Server {
             let Ok(line) = rx.recv_timeout(Duration::from_secs(60)) else {
                 let _ = child.kill();
                 let mut err = String::new();
-                child
-                    .stderr
-                    .take()
-                    .unwrap()
-                    .read_to_string(&mut err)
-                    .unwrap();
+                child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
                 panic!("warden serve did not start: {err}")
             };
             if line.starts_with("wdn_") {
@@ -147,10 +142,7 @@ pub struct Api {
 }
 
 fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .build()
-        .into()
+    ureq::Agent::config_builder().http_status_as_error(false).build().into()
 }
 
 impl Api {
@@ -198,11 +190,7 @@ impl Api {
     }
 
     pub fn post(&self, path: &str, body: &Value) -> Reply {
-        self.request(
-            "POST",
-            path,
-            Some(("application/json", body.to_string().as_bytes())),
-        )
+        self.request("POST", path, Some(("application/json", body.to_string().as_bytes())))
     }
 
     pub fn delete(&self, path: &str) -> Reply {

@@ -42,9 +42,7 @@ fn creates_a_private_directory_and_key() {
     // A PKCS#8 v1 document (RFC 8410 §7) holding the seed.
     let der = decode_pem(&fs::read_to_string(&files[0]).unwrap()).unwrap();
     assert_eq!(der.len(), 48);
-    assert!(der.starts_with(&[
-        0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70
-    ]));
+    assert!(der.starts_with(&[0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70]));
     assert_eq!(
         fs::read_dir(&dir).unwrap().count(),
         1,
@@ -60,11 +58,7 @@ fn keys_reload_after_reopen() {
     let reopened = KeyRing::open_or_create(tmp.path(), NOW + 10).unwrap();
     assert_eq!(reopened.active().verifying_key(), first);
     assert_eq!(reopened.active().created_unix(), NOW);
-    assert_eq!(
-        pem_files(tmp.path()).len(),
-        1,
-        "reopening must not create another key"
-    );
+    assert_eq!(pem_files(tmp.path()).len(), 1, "reopening must not create another key");
 
     let second = ring.rotate(NOW + 20).unwrap();
     let reopened = KeyRing::open_or_create(tmp.path(), NOW + 30).unwrap();
@@ -129,15 +123,9 @@ fn refuses_a_key_file_others_can_read() {
     let file = pem_files(tmp.path()).remove(0);
     fs::set_permissions(&file, fs::Permissions::from_mode(0o644)).unwrap();
     let err = KeyRing::open_or_create(tmp.path(), NOW).unwrap_err();
-    assert!(
-        matches!(err, KeyError::Permissions { mode: 0o644, .. }),
-        "{err:?}"
-    );
+    assert!(matches!(err, KeyError::Permissions { mode: 0o644, .. }), "{err:?}");
     let message = err.to_string();
-    assert!(
-        message.contains(&format!("chmod 600 {}", file.display())),
-        "{message}"
-    );
+    assert!(message.contains(&format!("chmod 600 {}", file.display())), "{message}");
     assert!(message.contains("mode 644"), "{message}");
 }
 
@@ -150,18 +138,11 @@ fn corrupt_key_files_are_named() {
     fs::write(&file, "not a key").unwrap();
     let err = KeyRing::open_or_create(tmp.path(), NOW).unwrap_err();
     assert!(matches!(err, KeyError::Corrupt { .. }), "{err:?}");
-    assert!(
-        err.to_string().contains(&file.display().to_string()),
-        "{err}"
-    );
+    assert!(err.to_string().contains(&file.display().to_string()), "{err}");
 
     fs::write(&file, format!("{PEM_BEGIN}\nAAAA\n{PEM_END}\n")).unwrap();
     let err = KeyRing::open_or_create(tmp.path(), NOW).unwrap_err();
-    assert!(
-        err.to_string()
-            .contains("not an Ed25519 PKCS#8 private key"),
-        "{err}"
-    );
+    assert!(err.to_string().contains("not an Ed25519 PKCS#8 private key"), "{err}");
 }
 
 #[test]
@@ -173,16 +154,14 @@ fn a_key_file_must_hold_the_key_its_name_says() {
     fs::rename(&file, &renamed).unwrap();
     let err = KeyRing::open_or_create(tmp.path(), NOW).unwrap_err();
     assert!(
-        err.to_string()
-            .contains("not `0123456789abcdef` as its name says"),
+        err.to_string().contains("not `0123456789abcdef` as its name says"),
         "{err}"
     );
 
     fs::rename(&renamed, tmp.path().join("signing.pem")).unwrap();
     let err = KeyRing::open_or_create(tmp.path(), NOW).unwrap_err();
     assert!(
-        err.to_string()
-            .contains("its name must be `<created_unix>-<kid>.pem`"),
+        err.to_string().contains("its name must be `<created_unix>-<kid>.pem`"),
         "{err}"
     );
 }

@@ -53,24 +53,18 @@ fn plain_active_entries_are_not_kept() {
 
 #[test]
 fn wire_format() {
-    let json = r#"{"seq":7,"agent":"spiffe://warden.local/team/payments/agent/orch","state":"revoked","at":1700000000}"#;
+    let json =
+        r#"{"seq":7,"agent":"spiffe://warden.local/team/payments/agent/orch","state":"revoked","at":1700000000}"#;
     let parsed: RevocationEntry = serde_json::from_str(json).unwrap();
     assert_eq!(parsed, entry(7, AgentStatus::Revoked, None));
     assert_eq!(serde_json::to_string(&parsed).unwrap(), json);
     let with_cutoff: RevocationEntry =
-        serde_json::from_str(r#"{"seq":8,"agent":"a","state":"active","not_before":5,"at":6}"#)
-            .unwrap();
+        serde_json::from_str(r#"{"seq":8,"agent":"a","state":"active","not_before":5,"at":6}"#).unwrap();
     assert_eq!(with_cutoff.not_before, Some(5));
-    assert!(
-        serde_json::from_str::<RevocationEntry>(r#"{"seq":9,"agent":"a","state":"gone","at":6}"#)
-            .is_err()
-    );
+    assert!(serde_json::from_str::<RevocationEntry>(r#"{"seq":9,"agent":"a","state":"gone","at":6}"#).is_err());
 }
 
 #[test]
 fn no_revocations_refuses_nobody() {
-    assert_eq!(
-        NoRevocations.status(AGENT),
-        AgentState::Active { not_before: None }
-    );
+    assert_eq!(NoRevocations.status(AGENT), AgentState::Active { not_before: None });
 }

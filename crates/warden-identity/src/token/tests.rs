@@ -46,13 +46,7 @@ fn delegated_claims(depth: usize) -> Claims {
     let mut id = AgentId::parse(ROOT).unwrap();
     for hop in 1..=depth {
         id = id.child(&Name::parse(&format!("sub{hop}")).unwrap());
-        claims = claims.delegated(
-            &id,
-            "ledger-read".to_owned(),
-            format!("jti-{hop}"),
-            NOW,
-            300,
-        );
+        claims = claims.delegated(&id, "ledger-read".to_owned(), format!("jti-{hop}"), NOW, 300);
     }
     claims
 }
@@ -118,22 +112,14 @@ fn root_token_round_trip() {
         verified.claims().scopes().collect::<Vec<_>>(),
         ["github-read", "ledger-read"]
     );
-    let header: Value = serde_json::from_slice(
-        &URL_SAFE_NO_PAD
-            .decode(token.split('.').next().unwrap())
-            .unwrap(),
-    )
-    .unwrap();
+    let header: Value =
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(token.split('.').next().unwrap()).unwrap()).unwrap();
     assert_eq!(
         header,
         json!({ "alg": "EdDSA", "typ": "JWT", "kid": ring.active().kid().as_str() })
     );
-    let payload: Value = serde_json::from_slice(
-        &URL_SAFE_NO_PAD
-            .decode(token.split('.').nth(1).unwrap())
-            .unwrap(),
-    )
-    .unwrap();
+    let payload: Value =
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(token.split('.').nth(1).unwrap()).unwrap()).unwrap();
     assert_eq!(payload["dlg_depth"], 0, "dlg_depth is always serialised");
     assert!(payload.get("act").is_none());
 }
@@ -147,26 +133,13 @@ fn delegated_token_round_trip() {
     let sub3 = format!("{ROOT}/sub1/sub2/sub3");
     assert_eq!(claims.sub, ROOT);
     assert_eq!(claims.dlg_depth, 3);
-    assert_eq!(
-        claims.exp,
-        NOW + 300,
-        "a subagent's token never outlives its parent's"
-    );
+    assert_eq!(claims.exp, NOW + 300, "a subagent's token never outlives its parent's");
     // RFC 8693 §4.1: the current actor outermost, earlier actors nested inside.
     let act = claims.act.as_ref().unwrap();
     assert_eq!(act.sub, sub3);
     assert_eq!(act.act.as_ref().unwrap().sub, sub2);
     assert_eq!(act.act.as_ref().unwrap().act.as_ref().unwrap().sub, sub1);
-    assert!(
-        act.act
-            .as_ref()
-            .unwrap()
-            .act
-            .as_ref()
-            .unwrap()
-            .act
-            .is_none()
-    );
+    assert!(act.act.as_ref().unwrap().act.as_ref().unwrap().act.is_none());
 
     let token = mint(ring.active(), &claims).unwrap();
     let verified = verifier(&ring)
@@ -210,12 +183,7 @@ fn alg_none_is_refused() {
         ] {
             let token = format!("{}.{payload}.", b64(header.to_string()));
             let err = refused(&verifier(&ring), &token, &NoRevocations);
-            assert_eq!(
-                err,
-                VerifyError::AlgorithmNotAllowed {
-                    alg: alg.to_owned()
-                }
-            );
+            assert_eq!(err, VerifyError::AlgorithmNotAllowed { alg: alg.to_owned() });
         }
     }
 }
@@ -225,10 +193,7 @@ fn hmac_is_correct() {
     // RFC 4231, test case 2.
     let mac = hmac_sha256(b"Jefe", b"what do ya want for nothing?");
     let hex: String = mac.iter().map(|b| format!("{b:02x}")).collect();
-    assert_eq!(
-        hex,
-        "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
-    );
+    assert_eq!(hex, "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843");
 }
 
 #[test]
@@ -244,10 +209,7 @@ fn hs256_with_the_public_key_as_secret_is_refused() {
     let mac = hmac_sha256(key.verifying_key().as_bytes(), signing_input.as_bytes());
     let token = format!("{signing_input}.{}", b64(mac));
     let err = refused(&verifier(&ring), &token, &NoRevocations);
-    assert_eq!(
-        err.to_string(),
-        "token algorithm `HS256` is not allowed; only EdDSA"
-    );
+    assert_eq!(err.to_string(), "token algorithm `HS256` is not allowed; only EdDSA");
 }
 
 #[test]
@@ -271,25 +233,14 @@ fn wrong_audience_and_issuer_are_refused() {
         aud: "other-gateway".to_owned(),
         ..root_claims()
     };
-    let err = refused(
-        &verifier(&ring),
-        &mint(ring.active(), &claims).unwrap(),
-        &NoRevocations,
-    );
-    assert_eq!(
-        err.to_string(),
-        "token audience `other-gateway` is not `warden`"
-    );
+    let err = refused(&verifier(&ring), &mint(ring.active(), &claims).unwrap(), &NoRevocations);
+    assert_eq!(err.to_string(), "token audience `other-gateway` is not `warden`");
 
     let claims = Claims {
         iss: "https://evil.test".to_owned(),
         ..root_claims()
     };
-    let err = refused(
-        &verifier(&ring),
-        &mint(ring.active(), &claims).unwrap(),
-        &NoRevocations,
-    );
+    let err = refused(&verifier(&ring), &mint(ring.active(), &claims).unwrap(), &NoRevocations);
     assert_eq!(
         err.to_string(),
         "token issuer `https://evil.test` is not `https://warden.test`"
@@ -308,15 +259,8 @@ fn audience_may_be_an_array() {
     assert_eq!(verified.claims().aud, AUD);
 
     payload["aud"] = json!(["ledger", "search"]);
-    let err = refused(
-        &verifier(&ring),
-        &sign_raw(key, &header(key), &payload),
-        &NoRevocations,
-    );
-    assert_eq!(
-        err.to_string(),
-        "token audience `ledger, search` is not `warden`"
-    );
+    let err = refused(&verifier(&ring), &sign_raw(key, &header(key), &payload), &NoRevocations);
+    assert_eq!(err.to_string(), "token audience `ledger, search` is not `warden`");
 }
 
 #[test]
@@ -333,11 +277,7 @@ fn expired_tokens_are_refused_after_the_leeway() {
         exp: NOW - 10,
         ..root_claims()
     };
-    let err = refused(
-        &verifier(&ring),
-        &mint(ring.active(), &claims).unwrap(),
-        &NoRevocations,
-    );
+    let err = refused(&verifier(&ring), &mint(ring.active(), &claims).unwrap(), &NoRevocations);
     assert_eq!(
         err.to_string(),
         "token expired at 2026-05-28T20:26:30Z (unix 1779999990)"
@@ -351,21 +291,13 @@ fn tokens_not_yet_valid_are_refused() {
         nbf: NOW + 60,
         ..root_claims()
     };
-    let err = refused(
-        &verifier(&ring),
-        &mint(ring.active(), &claims).unwrap(),
-        &NoRevocations,
-    );
+    let err = refused(&verifier(&ring), &mint(ring.active(), &claims).unwrap(), &NoRevocations);
     assert_eq!(err, VerifyError::NotYetValid { nbf: NOW + 60 });
     let claims = Claims {
         iat: NOW + 60,
         ..root_claims()
     };
-    let err = refused(
-        &verifier(&ring),
-        &mint(ring.active(), &claims).unwrap(),
-        &NoRevocations,
-    );
+    let err = refused(&verifier(&ring), &mint(ring.active(), &claims).unwrap(), &NoRevocations);
     assert_eq!(err, VerifyError::IssuedInFuture { iat: NOW + 60 });
     let claims = Claims {
         iat: NOW + 5,
@@ -398,16 +330,10 @@ fn a_known_kid_with_a_different_key_is_refused() {
     let (_other_tmp, other) = key_ring();
     let token = mint(ring.active(), &root_claims()).unwrap();
     let confused = Verifier::new(
-        [(
-            ring.active().kid().to_string(),
-            other.active().verifying_key(),
-        )],
+        [(ring.active().kid().to_string(), other.active().verifying_key())],
         VerifierConfig::new(ISS, AUD),
     );
-    assert_eq!(
-        refused(&confused, &token, &NoRevocations),
-        VerifyError::BadSignature
-    );
+    assert_eq!(refused(&confused, &token, &NoRevocations), VerifyError::BadSignature);
 }
 
 #[test]
@@ -558,11 +484,7 @@ fn a_subject_that_is_not_an_agent_id_is_refused() {
         sub: "alice".to_owned(),
         ..root_claims()
     };
-    let err = refused(
-        &verifier(&ring),
-        &mint(ring.active(), &claims).unwrap(),
-        &NoRevocations,
-    );
+    let err = refused(&verifier(&ring), &mint(ring.active(), &claims).unwrap(), &NoRevocations);
     assert!(matches!(err, VerifyError::InvalidClaims { .. }), "{err:?}");
 }
 
@@ -575,10 +497,7 @@ fn jwks_round_trip() {
     let jwks: Value = serde_json::from_str(&text).unwrap();
     let verifier = Verifier::from_jwks(&jwks, VerifierConfig::new(ISS, AUD)).unwrap();
     assert_eq!(
-        verifier
-            .verify(&token, NOW, &NoRevocations)
-            .unwrap()
-            .claims(),
+        verifier.verify(&token, NOW, &NoRevocations).unwrap().claims(),
         &delegated_claims(2)
     );
 }
@@ -630,18 +549,12 @@ fn tokens_of_the_previous_key_verify_until_it_is_unpublished() {
     let new_token = mint(ring.active(), &root_claims()).unwrap();
 
     let verifier = Verifier::from_key_ring(&ring, NOW + 100, TTL, VerifierConfig::new(ISS, AUD));
-    verifier
-        .verify(&old_token, NOW + 100, &NoRevocations)
-        .unwrap();
-    verifier
-        .verify(&new_token, NOW + 100, &NoRevocations)
-        .unwrap();
+    verifier.verify(&old_token, NOW + 100, &NoRevocations).unwrap();
+    verifier.verify(&new_token, NOW + 100, &NoRevocations).unwrap();
 
     let later = NOW + TTL + 60;
     let verifier = Verifier::from_key_ring(&ring, later, TTL, VerifierConfig::new(ISS, AUD));
-    let err = verifier
-        .verify(&old_token, later, &NoRevocations)
-        .unwrap_err();
+    let err = verifier.verify(&old_token, later, &NoRevocations).unwrap_err();
     assert_eq!(
         err,
         VerifyError::UnknownKey {
@@ -661,9 +574,7 @@ fn malformed_tokens_are_refused_without_panicking() {
             "accepted {input:?}"
         );
     };
-    for input in [
-        "", ".", "..", "...", "a.b.c", "a.b.c.d", "é.é.é", "\0.\0.\0", "=.=.=",
-    ] {
+    for input in ["", ".", "..", "...", "a.b.c", "a.b.c.d", "é.é.é", "\0.\0.\0", "=.=.="] {
         check(input);
     }
     // Every truncation and every single-character change of a valid token.
@@ -751,21 +662,14 @@ fn signed_but_hostile_payloads_are_refused() {
         .verify(&sign_raw(key, &header(key), &extreme), NOW, &NoRevocations)
         .unwrap();
     verifier
-        .verify(
-            &sign_raw(key, &header(key), &extreme),
-            i64::MAX,
-            &NoRevocations,
-        )
+        .verify(&sign_raw(key, &header(key), &extreme), i64::MAX, &NoRevocations)
         .unwrap();
     let mut extreme = claims;
     extreme["exp"] = json!(i64::MIN);
     let err = verifier
         .verify(&sign_raw(key, &header(key), &extreme), NOW, &NoRevocations)
         .unwrap_err();
-    assert_eq!(
-        err.to_string(),
-        format!("token expired at unix {}", i64::MIN)
-    );
+    assert_eq!(err.to_string(), format!("token expired at unix {}", i64::MIN));
 }
 
 #[test]
@@ -804,8 +708,5 @@ fn signatures_are_checked_strictly() {
         b64(serde_json::to_vec(&root_claims()).unwrap()),
         b64(signature)
     );
-    assert_eq!(
-        refused(&verifier, &token, &NoRevocations),
-        VerifyError::BadSignature
-    );
+    assert_eq!(refused(&verifier, &token, &NoRevocations), VerifyError::BadSignature);
 }

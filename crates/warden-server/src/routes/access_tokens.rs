@@ -80,10 +80,7 @@ pub(crate) async fn create_access_token(
             secret::hash(&token),
         )
         .await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(CreatedAccessToken { info, token }),
-    ))
+    Ok((StatusCode::CREATED, Json(CreatedAccessToken { info, token })))
 }
 
 /// List access tokens, without secrets (platform-admin, auditor).

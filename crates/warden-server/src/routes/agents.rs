@@ -118,17 +118,8 @@ pub(crate) async fn register_agent(
         origin,
         secret_hash: Some(secret::hash(&client_secret)),
     };
-    let agent = state
-        .store
-        .register_agent(&Actor::person(&person.name), new)
-        .await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(RegisteredAgent {
-            agent,
-            client_secret,
-        }),
-    ))
+    let agent = state.store.register_agent(&Actor::person(&person.name), new).await?;
+    Ok((StatusCode::CREATED, Json(RegisteredAgent { agent, client_secret })))
 }
 
 /// List agents.
@@ -267,10 +258,7 @@ pub(crate) async fn ungrant_scope(
     let id = resolve_agent_id(&state, &raw)?;
     manage(&person, &id)?;
     Ok(Json(
-        state
-            .store
-            .ungrant(&Actor::person(&person.name), &scope, &id)
-            .await?,
+        state.store.ungrant(&Actor::person(&person.name), &scope, &id).await?,
     ))
 }
 

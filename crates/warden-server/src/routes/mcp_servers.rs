@@ -80,7 +80,7 @@ pub(crate) async fn add_mcp_server(
     }
     let credentials = body
         .credentials
-        .map(|c| serde_json::to_value(c))
+        .map(serde_json::to_value)
         .transpose()
         .map_err(ApiError::internal)?;
     let new = NewMcpServer {
@@ -90,10 +90,7 @@ pub(crate) async fn add_mcp_server(
         sensitive: body.sensitive,
         credentials,
     };
-    let server = state
-        .store
-        .add_mcp_server(&Actor::person(&person.name), new)
-        .await?;
+    let server = state.store.add_mcp_server(&Actor::person(&person.name), new).await?;
     Ok((StatusCode::CREATED, Json(server)))
 }
 

@@ -56,10 +56,7 @@ pub(crate) fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(agents::grant_scope, agents::list_agent_grants))
         .routes(routes!(agents::ungrant_scope))
         .routes(routes!(agents::list_grants))
-        .routes(routes!(
-            mcp_servers::add_mcp_server,
-            mcp_servers::list_mcp_servers
-        ))
+        .routes(routes!(mcp_servers::add_mcp_server, mcp_servers::list_mcp_servers))
         .routes(routes!(scopes::define_scope, scopes::list_scopes))
         .routes(routes!(events::list_events))
         .routes(routes!(revocations::feed))
@@ -70,11 +67,7 @@ pub(crate) fn api() -> OpenApiRouter<AppState> {
 }
 
 /// Reads a text field that must not be empty or overlong.
-pub(crate) fn text_field(
-    field: &str,
-    value: &str,
-    max: usize,
-) -> Result<String, crate::error::ApiError> {
+pub(crate) fn text_field(field: &str, value: &str, max: usize) -> Result<String, crate::error::ApiError> {
     let trimmed = value.trim();
     if trimmed.is_empty() {
         return Err(crate::error::ApiError::bad_request(format!(

@@ -28,9 +28,8 @@ const TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
 const ACCESS_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:access_token";
 const JWT_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:jwt";
 
-/// A token request, as form fields or JSON.
+/// A token request, as form fields or JSON. Unknown parameters are ignored, as RFC 6749 §3.2 requires.
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
 pub(crate) struct TokenRequest {
     /// `client_credentials` or `urn:ietf:params:oauth:grant-type:token-exchange`.
     grant_type: String,
@@ -128,27 +127,17 @@ impl IntoResponse for OAuthError {
 }
 
 /// Parses a form or JSON body.
-fn parse_body<T: for<'de> Deserialize<'de>>(
-    headers: &HeaderMap,
-    body: &Bytes,
-) -> Result<T, OAuthError> {
+fn parse_body<T: for<'de> Deserialize<'de>>(headers: &HeaderMap, body: &Bytes) -> Result<T, OAuthError> {
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    let media = content_type
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
+    let media = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
     match media.as_str() {
-        "application/x-www-form-urlencoded" => serde_urlencoded::from_bytes(body).map_err(|e| {
-            OAuthError::new("invalid_request", format!("the form body is invalid: {e}"))
-        }),
-        "application/json" => serde_json::from_slice(body).map_err(|e| {
-            OAuthError::new("invalid_request", format!("the JSON body is invalid: {e}"))
-        }),
+        "application/x-www-form-urlencoded" => serde_urlencoded::from_bytes(body)
+            .map_err(|e| OAuthError::new("invalid_request", format!("the form body is invalid: {e}"))),
+        "application/json" => serde_json::from_slice(body)
+            .map_err(|e| OAuthError::new("invalid_request", format!("the JSON body is invalid: {e}"))),
         _ => Err(OAuthError::new(
             "invalid_request",
             "the body must be `application/x-www-form-urlencoded` or `application/json`",
@@ -177,8 +166,7 @@ fn basic_credentials(headers: &HeaderMap) -> Result<Option<(String, String)>, OA
     let decoded = String::from_utf8(decoded).map_err(|_| bad())?;
     let (id, secret) = decoded.split_once(':').ok_or_else(bad)?;
     let unescape = |s: &str| -> Result<String, OAuthError> {
-        let pairs: Vec<(String, String)> =
-            serde_urlencoded::from_str(&format!("v={s}")).map_err(|_| bad())?;
+        let pairs: Vec<(String, String)> = serde_urlencoded::from_str(&format!("v={s}")).map_err(|_| bad())?;
         Ok(pairs.into_iter().next().map(|(_, v)| v).unwrap_or_default())
     };
     Ok(Some((unescape(id)?, unescape(secret)?)))
@@ -188,8 +176,7 @@ fn requested_scopes(scope: Option<&str>) -> Result<Option<Vec<Name>>, OAuthError
     let Some(scope) = scope else { return Ok(None) };
     let mut names = Vec::new();
     for item in scope.split_ascii_whitespace() {
-        let name =
-            Name::parse(item).map_err(|e| OAuthError::new("invalid_scope", e.to_string()))?;
+        let name = Name::parse(item).map_err(|e| OAuthError::new("invalid_scope", e.to_string()))?;
         if !names.contains(&name) {
             names.push(name);
         }
@@ -211,20 +198,17 @@ impl AppState {
     }
 
     fn check_audience(&self, request: &TokenRequest) -> Result<(), OAuthError> {
-        for (field, value) in [
-            ("resource", &request.resource),
-            ("audience", &request.audience),
-        ] {
-            if let Some(value) = value {
-                if *value != self.credentials.audience {
-                    return Err(OAuthError::new(
-                        "invalid_target",
-                        format!(
-                            "`{field}` `{value}` is not this Warden's gateway `{}`",
-                            self.credentials.audience
-                        ),
-                    ));
-                }
+        for (field, value) in [("resource", &request.resource), ("audience", &request.audience)] {
+            if let Some(value) = value
+                && *value != self.credentials.audience
+            {
+                return Err(OAuthError::new(
+                    "invalid_target",
+                    format!(
+                        "`{field}` `{value}` is not this Warden's gateway `{}`",
+                        self.credentials.audience
+                    ),
+                ));
             }
         }
         Ok(())
@@ -239,14 +223,9 @@ impl AppState {
         token::mint(keys.active(), claims).map_err(OAuthError::server)
     }
 
-    async fn refuse(
-        &self,
-        agent: &str,
-        chain: &[&str],
-        grant: &str,
-        err: OAuthError,
-    ) -> OAuthError {
-        let details = json!({"agent": agent, "chain": chain, "grant_type": grant, "error": err.error, "reason": err.description});
+    async fn refuse(&self, agent: &str, chain: &[&str], grant: &str, err: OAuthError) -> OAuthError {
+        let details =
+            json!({"agent": agent, "chain": chain, "grant_type": grant, "error": err.error, "reason": err.description});
         let actor = AgentId::parse(agent)
             .map(|id| Actor::agent(&id))
             .unwrap_or_else(|_| Actor::system());
@@ -269,20 +248,14 @@ impl AppState {
     responses((status = 200, body = TokenResponse),
                (status = 400, description = "RFC 6749 error: invalid_request, invalid_grant, invalid_scope, unsupported_grant_type, invalid_target"),
                (status = 401, description = "RFC 6749 error: invalid_client")))]
-pub(crate) async fn token(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
+pub(crate) async fn token(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
     let result = match parse_body::<TokenRequest>(&headers, &body) {
         Ok(request) => match request.grant_type.as_str() {
             CLIENT_CREDENTIALS => client_credentials(&state, &headers, request).await,
             TOKEN_EXCHANGE => token_exchange(&state, request).await,
             other => Err(OAuthError::new(
                 "unsupported_grant_type",
-                format!(
-                    "grant type `{other}` is not supported; use `{CLIENT_CREDENTIALS}` or `{TOKEN_EXCHANGE}`"
-                ),
+                format!("grant type `{other}` is not supported; use `{CLIENT_CREDENTIALS}` or `{TOKEN_EXCHANGE}`"),
             )),
         },
         Err(err) => Err(err),
@@ -324,15 +297,13 @@ async fn client_credentials(
         }
     };
     let grant = CLIENT_CREDENTIALS;
-    let id =
-        AgentId::parse(&client_id).map_err(|e| OAuthError::new("invalid_client", e.to_string()))?;
-    let stored = state
-        .store
-        .agent_credentials(&id)
-        .await
-        .map_err(OAuthError::server)?;
+    let id = AgentId::parse(&client_id).map_err(|e| OAuthError::new("invalid_client", e.to_string()))?;
+    let stored = state.store.agent_credentials(&id).await.map_err(OAuthError::server)?;
     let agent = match stored {
-        Some((agent, Some(hash))) if secret::verify(&client_secret, &hash) => agent,
+        Some(warden_store::AgentCredentials {
+            agent,
+            secret_hash: Some(hash),
+        }) if secret::verify(&client_secret, &hash) => agent,
         _ => {
             let err = OAuthError::new(
                 "invalid_client",
@@ -370,11 +341,7 @@ async fn client_credentials(
         nbf: now,
         jti: secret::random_hex(16).map_err(OAuthError::server)?,
         team: agent.team.to_string(),
-        scope: scopes
-            .iter()
-            .map(Name::as_str)
-            .collect::<Vec<_>>()
-            .join(" "),
+        scope: scopes.iter().map(Name::as_str).collect::<Vec<_>>().join(" "),
         act: None,
         dlg_depth: 0,
     };
@@ -382,13 +349,7 @@ async fn client_credentials(
     let details = json!({"agent": id, "chain": [id], "jti": claims.jti, "scope": claims.scope, "exp": claims.exp});
     state
         .store
-        .record_event(
-            &Actor::agent(&id),
-            "credential.issue",
-            "agent",
-            id.as_str(),
-            details,
-        )
+        .record_event(&Actor::agent(&id), "credential.issue", "agent", id.as_str(), details)
         .await
         .map_err(OAuthError::server)?;
     Ok(TokenResponse {
@@ -401,10 +362,7 @@ async fn client_credentials(
     })
 }
 
-async fn token_exchange(
-    state: &AppState,
-    request: TokenRequest,
-) -> Result<TokenResponse, OAuthError> {
+async fn token_exchange(state: &AppState, request: TokenRequest) -> Result<TokenResponse, OAuthError> {
     let grant = TOKEN_EXCHANGE;
     let subject = request.subject_token.as_deref().ok_or_else(|| {
         OAuthError::new(
@@ -417,9 +375,7 @@ async fn token_exchange(
         Some(other) => {
             return Err(OAuthError::new(
                 "invalid_request",
-                format!(
-                    "`subject_token_type` `{other}` is not supported; use `{ACCESS_TOKEN_TYPE}`"
-                ),
+                format!("`subject_token_type` `{other}` is not supported; use `{ACCESS_TOKEN_TYPE}`"),
             ));
         }
     }
@@ -428,31 +384,27 @@ async fn token_exchange(
         Some(other) => {
             return Err(OAuthError::new(
                 "invalid_request",
-                format!(
-                    "`requested_token_type` `{other}` is not supported; only access tokens are issued"
-                ),
+                format!("`requested_token_type` `{other}` is not supported; only access tokens are issued"),
             ));
         }
     }
-    let name = request.name.as_deref().ok_or_else(|| {
-        OAuthError::new("invalid_request", "`name` is required: the subagent's name")
-    })?;
+    let name = request
+        .name
+        .as_deref()
+        .ok_or_else(|| OAuthError::new("invalid_request", "`name` is required: the subagent's name"))?;
     let name = Name::parse(name).map_err(|e| OAuthError::new("invalid_request", e.to_string()))?;
     state.check_audience(&request)?;
 
     let parent = match state.credentials.verify(subject) {
         Ok(verified) => verified.into_claims(),
         Err(e) => {
-            let err = OAuthError::new(
-                "invalid_grant",
-                format!("the subject token is not accepted: {e}"),
-            );
+            let err = OAuthError::new("invalid_grant", format!("the subject token is not accepted: {e}"));
             return Err(state.refuse("unknown", &[], grant, err).await);
         }
     };
     let chain: Vec<&str> = parent.chain();
-    let parent_id = AgentId::parse(parent.acting_agent())
-        .map_err(|e| OAuthError::new("invalid_grant", e.to_string()))?;
+    let parent_id =
+        AgentId::parse(parent.acting_agent()).map_err(|e| OAuthError::new("invalid_grant", e.to_string()))?;
     let child_id = parent_id.child(&name);
     let depth = parent.dlg_depth.saturating_add(1);
     let max_depth = state.credentials.policy.max_depth;
@@ -524,11 +476,7 @@ async fn token_exchange(
         Err(e) => return Err(OAuthError::server(e)),
     };
     let ttl = state.ttl(request.ttl)?;
-    let scope = scopes
-        .iter()
-        .map(Name::as_str)
-        .collect::<Vec<_>>()
-        .join(" ");
+    let scope = scopes.iter().map(Name::as_str).collect::<Vec<_>>().join(" ");
     let claims = parent.delegated(
         &child.id,
         scope,
@@ -609,9 +557,7 @@ pub(crate) async fn jwks(State(state): State<AppState>) -> Response {
     };
     let doc = keys.jwks(now_unix(), state.credentials.policy.max_ttl_secs);
     let mut res = Json(doc).into_response();
-    res.headers_mut().insert(
-        header::CACHE_CONTROL,
-        HeaderValue::from_static("public, max-age=60"),
-    );
+    res.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=60"));
     res
 }

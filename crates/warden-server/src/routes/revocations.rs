@@ -130,13 +130,7 @@ pub(crate) async fn rotate_keys(
     let details = serde_json::json!({"kid": rotated.kid, "published": rotated.published});
     state
         .store
-        .record_event(
-            &Actor::person(&person.name),
-            "key.rotate",
-            "key",
-            &rotated.kid,
-            details,
-        )
+        .record_event(&Actor::person(&person.name), "key.rotate", "key", &rotated.kid, details)
         .await?;
     Ok(Json(rotated))
 }

@@ -39,19 +39,13 @@ pub(crate) async fn define_scope(
 ) -> Result<(StatusCode, Json<Scope>), ApiError> {
     person.authorize(Operation::ManageScopes)?;
     if body.tools.is_empty() {
-        return Err(ApiError::bad_request(
-            "`tools` must name at least one tool pattern",
-        ));
+        return Err(ApiError::bad_request("`tools` must name at least one tool pattern"));
     }
     if body.tools.len() > 256 {
-        return Err(ApiError::bad_request(
-            "`tools` may hold at most 256 patterns",
-        ));
+        return Err(ApiError::bad_request("`tools` may hold at most 256 patterns"));
     }
     if body.description.chars().count() > 1000 {
-        return Err(ApiError::bad_request(
-            "`description` is longer than 1000 characters",
-        ));
+        return Err(ApiError::bad_request("`description` is longer than 1000 characters"));
     }
     let new = NewScope {
         name: body.name,
@@ -59,10 +53,7 @@ pub(crate) async fn define_scope(
         sensitive: body.sensitive,
         description: body.description.trim().to_owned(),
     };
-    let scope = state
-        .store
-        .define_scope(&Actor::person(&person.name), new)
-        .await?;
+    let scope = state.store.define_scope(&Actor::person(&person.name), new).await?;
     Ok((StatusCode::CREATED, Json(scope)))
 }
 
