@@ -186,16 +186,25 @@ pub(crate) enum AgentCommand {
     Suspend {
         /// The agent.
         id: String,
+        /// Why, recorded with the change (e.g. an incident number).
+        #[arg(long)]
+        reason: Option<String>,
     },
     /// Resume a suspended agent.
     Resume {
         /// The agent.
         id: String,
+        /// Why, recorded with the change (e.g. an incident number).
+        #[arg(long)]
+        reason: Option<String>,
     },
     /// Revoke an agent and its subagents, permanently.
     Revoke {
         /// The agent.
         id: String,
+        /// Why, recorded with the change (e.g. an incident number).
+        #[arg(long)]
+        reason: Option<String>,
     },
 }
 

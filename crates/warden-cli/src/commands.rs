@@ -174,8 +174,11 @@ fn access_token(client: &Client, json: bool, cmd: AccessTokenCommand) -> anyhow:
 }
 
 fn agent(client: &Client, json: bool, cmd: AgentCommand) -> anyhow::Result<()> {
-    let lifecycle = |id: &str, verb: &str| -> anyhow::Result<()> {
-        let res = client.post(&format!("/v1/agents/{}/{verb}", encode_segment(id)), &json!({}))?;
+    let lifecycle = |id: &str, verb: &str, reason: Option<String>| -> anyhow::Result<()> {
+        let res = client.post(
+            &format!("/v1/agents/{}/{verb}", encode_segment(id)),
+            &json!({ "reason": reason }),
+        )?;
         show(json, &res, |v| {
             println!(
                 "{} is {}",
@@ -223,9 +226,9 @@ fn agent(client: &Client, json: bool, cmd: AgentCommand) -> anyhow::Result<()> {
             let res = client.get(&format!("/v1/agents/{}", encode_segment(&id)))?;
             show(json, &res, |v| output::record(v, AGENT_FIELDS));
         }
-        AgentCommand::Suspend { id } => lifecycle(&id, "suspend")?,
-        AgentCommand::Resume { id } => lifecycle(&id, "resume")?,
-        AgentCommand::Revoke { id } => lifecycle(&id, "revoke")?,
+        AgentCommand::Suspend { id, reason } => lifecycle(&id, "suspend", reason)?,
+        AgentCommand::Resume { id, reason } => lifecycle(&id, "resume", reason)?,
+        AgentCommand::Revoke { id, reason } => lifecycle(&id, "revoke", reason)?,
     }
     Ok(())
 }

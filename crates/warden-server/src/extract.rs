@@ -44,6 +44,28 @@ fn json_rejection(rejection: &JsonRejection) -> ApiError {
     }
 }
 
+/// A JSON body that may be left out entirely (an empty body reads as `T::default()`); a body that is
+/// present is held to the same rules as [`ApiJson`].
+pub(crate) struct OptionalJson<T>(pub(crate) T);
+
+impl<T: DeserializeOwned + Default, S: Send + Sync> FromRequest<S> for OptionalJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let (parts, body) = req.into_parts();
+        let bytes = axum::body::Bytes::from_request(Request::from_parts(parts.clone(), body), state)
+            .await
+            .map_err(|rejection| ApiError::new(rejection.status(), "payload_too_large", rejection.body_text()))?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(OptionalJson(T::default()));
+        }
+        let req = Request::from_parts(parts, axum::body::Body::from(bytes));
+        ApiJson::<T>::from_request(req, state)
+            .await
+            .map(|ApiJson(value)| OptionalJson(value))
+    }
+}
+
 /// Path parameters; rejections become `bad_request`.
 pub(crate) struct ApiPath<T>(pub(crate) T);
 

@@ -11,6 +11,8 @@
 
 mod error;
 mod sqlite;
+#[cfg(test)]
+mod tests;
 
 use std::path::Path;
 use std::sync::Arc;

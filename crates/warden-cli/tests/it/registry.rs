@@ -102,7 +102,7 @@ fn cli_round_trip_records_every_change() {
     assert!(table.contains(id) && table.contains("github-read"), "{table}");
     assert_eq!(ok(&["--json", "agent", "list", "--tag", "nope"]).trim(), "[]");
 
-    let suspended = ok(&["agent", "suspend", id]);
+    let suspended = ok(&["agent", "suspend", id, "--reason", "incident 42"]);
     assert!(suspended.contains("is suspended"), "{suspended}");
     ok(&["agent", "resume", id]);
     ok(&["ungrant", "github-read", "--agent", id]);
@@ -137,11 +137,17 @@ fn cli_round_trip_records_every_change() {
             "scope.define",
             "grant.create",
             "agent.suspend",
+            "credential.suspend",
             "agent.resume",
+            "credential.resume",
             "grant.delete",
-            "agent.revoke"
+            "agent.revoke",
+            "credential.revoke"
         ]
     );
+    let credential = &events.body.as_array().unwrap()[9];
+    assert_eq!(credential["after"]["reason"], "incident 42");
+    assert_eq!(credential["after"]["chain"], json!([id]));
     let suspend = &events.body.as_array().unwrap()[8];
     assert_eq!(suspend["actor"], "bootstrap-admin");
     assert_eq!(suspend["actor_kind"], "person");

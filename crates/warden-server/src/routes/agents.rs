@@ -13,7 +13,7 @@ use warden_store::{Actor, AgentFilter, NewAgent};
 
 use super::text_field;
 use crate::error::{ApiError, ErrorBody};
-use crate::extract::{ApiJson, ApiPath, ApiQuery, Caller};
+use crate::extract::{ApiJson, ApiPath, ApiQuery, Caller, OptionalJson};
 use crate::state::AppState;
 
 /// An agent to register.
@@ -153,26 +153,64 @@ pub(crate) async fn show_agent(
     Ok(Json(state.store.get_agent(&id).await?))
 }
 
+/// Why an agent is suspended, resumed or revoked; recorded with the change.
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct StatusChange {
+    /// Free text, e.g. an incident number.
+    #[serde(default)]
+    reason: Option<String>,
+}
+
 async fn set_status(
     state: &AppState,
     person: &Person,
     raw: &str,
     status: AgentStatus,
+    change: StatusChange,
 ) -> Result<Json<Agent>, ApiError> {
     let id = resolve_agent_id(state, raw)?;
     manage(person, &id)?;
-    let agent = state
-        .store
-        .set_agent_status(&Actor::person(&person.name), &id, status)
-        .await?;
+    let reason = change
+        .reason
+        .as_deref()
+        .map(|r| text_field("reason", r, 1000))
+        .transpose()?;
+    let actor = Actor::person(&person.name);
+    let agent = state.store.set_agent_status(&actor, &id, status).await?;
     // Apply the new feed entries before answering: once this returns, the agent's tokens (and its
     // descendants') are refused by every verification in this process.
     state.credentials.catch_up(&state.store).await?;
+    let mut chain = vec![id.to_string()];
+    let mut ancestor = id.parent();
+    while let Some(parent) = ancestor {
+        chain.insert(0, parent.to_string());
+        ancestor = parent.parent();
+    }
+    let details = serde_json::json!({"agent": id, "chain": chain, "state": status, "reason": reason});
+    state
+        .store
+        .record_event(
+            &actor,
+            &format!("credential.{}", status_verb(status)),
+            "agent",
+            id.as_str(),
+            details,
+        )
+        .await?;
     Ok(Json(agent))
 }
 
+fn status_verb(status: AgentStatus) -> &'static str {
+    match status {
+        AgentStatus::Active => "resume",
+        AgentStatus::Suspended => "suspend",
+        AgentStatus::Revoked => "revoke",
+    }
+}
+
 /// Suspend an agent: its tokens and its descendants' stop being accepted until it is resumed.
-#[utoipa::path(post, path = "/v1/agents/{id}/suspend", tag = "agents",
+#[utoipa::path(post, path = "/v1/agents/{id}/suspend", tag = "agents", request_body(content = Option<StatusChange>),
     params(("id" = String, Path, description = "SPIFFE id or TEAM/NAME, URL-encoded")), security(("access_token" = [])),
     responses((status = 200, body = Agent), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
                (status = 409, body = ErrorBody)))]
@@ -180,12 +218,13 @@ pub(crate) async fn suspend_agent(
     State(state): State<AppState>,
     Caller(person): Caller,
     ApiPath(raw): ApiPath<String>,
+    OptionalJson(change): OptionalJson<StatusChange>,
 ) -> Result<Json<Agent>, ApiError> {
-    set_status(&state, &person, &raw, AgentStatus::Suspended).await
+    set_status(&state, &person, &raw, AgentStatus::Suspended, change).await
 }
 
 /// Resume a suspended agent; tokens issued from now on are accepted.
-#[utoipa::path(post, path = "/v1/agents/{id}/resume", tag = "agents",
+#[utoipa::path(post, path = "/v1/agents/{id}/resume", tag = "agents", request_body(content = Option<StatusChange>),
     params(("id" = String, Path, description = "SPIFFE id or TEAM/NAME, URL-encoded")), security(("access_token" = [])),
     responses((status = 200, body = Agent), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
                (status = 409, body = ErrorBody)))]
@@ -193,20 +232,22 @@ pub(crate) async fn resume_agent(
     State(state): State<AppState>,
     Caller(person): Caller,
     ApiPath(raw): ApiPath<String>,
+    OptionalJson(change): OptionalJson<StatusChange>,
 ) -> Result<Json<Agent>, ApiError> {
-    set_status(&state, &person, &raw, AgentStatus::Active).await
+    set_status(&state, &person, &raw, AgentStatus::Active, change).await
 }
 
 /// Revoke an agent and every subagent it delegated to. Permanent.
-#[utoipa::path(post, path = "/v1/agents/{id}/revoke", tag = "agents",
+#[utoipa::path(post, path = "/v1/agents/{id}/revoke", tag = "agents", request_body(content = Option<StatusChange>),
     params(("id" = String, Path, description = "SPIFFE id or TEAM/NAME, URL-encoded")), security(("access_token" = [])),
     responses((status = 200, body = Agent), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub(crate) async fn revoke_agent(
     State(state): State<AppState>,
     Caller(person): Caller,
     ApiPath(raw): ApiPath<String>,
+    OptionalJson(change): OptionalJson<StatusChange>,
 ) -> Result<Json<Agent>, ApiError> {
-    set_status(&state, &person, &raw, AgentStatus::Revoked).await
+    set_status(&state, &person, &raw, AgentStatus::Revoked, change).await
 }
 
 /// Grant a scope to an agent (platform-admin, or team-admin of the agent's team).
