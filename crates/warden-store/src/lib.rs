@@ -24,6 +24,7 @@ use warden_core::{
 };
 
 pub use error::StoreError;
+pub use sqlite::now_rfc3339;
 
 /// Who made a change, as recorded in its event.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -147,6 +148,21 @@ pub struct AgentFilter {
     pub team: Option<Name>,
     /// Only those carrying this tag.
     pub tag: Option<Name>,
+}
+
+/// A stored guardrail: an org-wide Cedar policy owned by the platform team.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct GuardrailRecord {
+    /// Its `@id`.
+    pub id: String,
+    /// Its `@message`, shown in every decision it makes.
+    pub message: String,
+    /// The Cedar text as added.
+    pub text: String,
+    /// The access token name of the person who added it.
+    pub created_by: String,
+    /// When it was added.
+    pub created_at: String,
 }
 
 /// An agent with the stored hash of its client secret.
@@ -293,6 +309,29 @@ impl Store {
     ) -> Result<Agent, StoreError> {
         let (actor, id) = (actor.clone(), id.clone());
         self.run(move |db| db.set_agent_status(&actor, &id, status)).await
+    }
+
+    /// Adds (`present`) or removes a tag on an agent; a no-op when nothing changes.
+    pub async fn set_tag(&self, actor: &Actor, id: &AgentId, tag: &Name, present: bool) -> Result<Agent, StoreError> {
+        let (actor, id, tag) = (actor.clone(), id.clone(), tag.clone());
+        self.run(move |db| db.set_tag(&actor, &id, &tag, present)).await
+    }
+
+    /// Stores a guardrail that the caller has already validated.
+    pub async fn add_guardrail(&self, actor: &Actor, guardrail: GuardrailRecord) -> Result<(), StoreError> {
+        let actor = actor.clone();
+        self.run(move |db| db.add_guardrail(&actor, &guardrail)).await
+    }
+
+    /// Every guardrail, oldest first.
+    pub async fn list_guardrails(&self) -> Result<Vec<GuardrailRecord>, StoreError> {
+        self.run(|db| db.list_guardrails()).await
+    }
+
+    /// Removes the guardrail `id`.
+    pub async fn remove_guardrail(&self, actor: &Actor, id: &str) -> Result<GuardrailRecord, StoreError> {
+        let (actor, id) = (actor.clone(), id.to_owned());
+        self.run(move |db| db.remove_guardrail(&actor, &id)).await
     }
 
     /// Registers an MCP server.

@@ -18,7 +18,7 @@ use warden_core::{
 };
 
 use crate::{
-    Actor, AgentCredentials, AgentFilter, ChangeEvent, NewAgent, NewMcpServer, NewScope, RevocationRecord, StoreError,
+    Actor, AgentCredentials, GuardrailRecord, AgentFilter, ChangeEvent, NewAgent, NewMcpServer, NewScope, RevocationRecord, StoreError,
     StoredAccessToken,
 };
 
@@ -98,6 +98,14 @@ CREATE TABLE change_events (
     before TEXT,
     after TEXT
 ) STRICT;
+"#, r#"
+CREATE TABLE guardrails (
+    id TEXT PRIMARY KEY,
+    message TEXT NOT NULL,
+    text TEXT NOT NULL,
+    created_by TEXT NOT NULL,
+    created_at TEXT NOT NULL
+) STRICT;
 "#];
 
 pub(crate) struct SqliteStore {
@@ -105,7 +113,7 @@ pub(crate) struct SqliteStore {
 }
 
 /// Now, as the store writes times: RFC 3339 UTC with milliseconds.
-pub(crate) fn now_rfc3339() -> String {
+pub fn now_rfc3339() -> String {
     let format = format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z");
     OffsetDateTime::now_utc()
         .format(format)
@@ -594,6 +602,100 @@ impl SqliteStore {
             })
         })
         .collect()
+    }
+
+    // Tags.
+
+    pub(crate) fn set_tag(&self, actor: &Actor, id: &AgentId, tag: &Name, present: bool) -> Result<Agent, StoreError> {
+        self.write(|tx| {
+            let before = load_agent(tx, id)?.ok_or_else(|| StoreError::NotFound { kind: "agent", key: id.to_string() })?;
+            if before.status == AgentStatus::Revoked {
+                return Err(StoreError::Conflict(format!("agent `{id}` is revoked; its tags cannot change")));
+            }
+            let has = before.tags.contains(tag);
+            if has == present {
+                return Ok(before);
+            }
+            let mut after = before.clone();
+            if present {
+                after.tags.push(tag.clone());
+                after.tags.sort();
+            } else {
+                after.tags.retain(|t| t != tag);
+            }
+            after.updated_at = now_rfc3339();
+            tx.execute(
+                "UPDATE agents SET tags = ?2, updated_at = ?3 WHERE id = ?1",
+                params![id.as_str(), serde_json::to_string(&after.tags)?, after.updated_at],
+            )?;
+            let action = if present { "agent.tag" } else { "agent.untag" };
+            record(tx, actor, action, "agent", id.as_str(), Some(&before), Some(&after))?;
+            Ok(after)
+        })
+    }
+
+    // Guardrails.
+
+    pub(crate) fn add_guardrail(&self, actor: &Actor, guardrail: &GuardrailRecord) -> Result<(), StoreError> {
+        self.write(|tx| {
+            let exists: bool = tx.query_row(
+                "SELECT EXISTS (SELECT 1 FROM guardrails WHERE id = ?1)",
+                [&guardrail.id],
+                |row| row.get(0),
+            )?;
+            if exists {
+                return Err(StoreError::Conflict(format!(
+                    "guardrail `{}` already exists; remove it first to replace it",
+                    guardrail.id
+                )));
+            }
+            tx.execute(
+                "INSERT INTO guardrails (id, message, text, created_by, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![guardrail.id, guardrail.message, guardrail.text, guardrail.created_by, guardrail.created_at],
+            )?;
+            record(tx, actor, "guardrail.add", "guardrail", &guardrail.id, None::<&()>, Some(guardrail))?;
+            Ok(())
+        })
+    }
+
+    pub(crate) fn list_guardrails(&self) -> Result<Vec<GuardrailRecord>, StoreError> {
+        let conn = self.lock()?;
+        let mut stmt =
+            conn.prepare("SELECT id, message, text, created_by, created_at FROM guardrails ORDER BY created_at, id")?;
+        let rows = stmt.query_map([], |row| {
+            Ok(GuardrailRecord {
+                id: row.get(0)?,
+                message: row.get(1)?,
+                text: row.get(2)?,
+                created_by: row.get(3)?,
+                created_at: row.get(4)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    pub(crate) fn remove_guardrail(&self, actor: &Actor, id: &str) -> Result<GuardrailRecord, StoreError> {
+        self.write(|tx| {
+            let before = tx
+                .query_row(
+                    "SELECT id, message, text, created_by, created_at FROM guardrails WHERE id = ?1",
+                    [id],
+                    |row| {
+                        Ok(GuardrailRecord {
+                            id: row.get(0)?,
+                            message: row.get(1)?,
+                            text: row.get(2)?,
+                            created_by: row.get(3)?,
+                            created_at: row.get(4)?,
+                        })
+                    },
+                )
+                .optional()?
+                .ok_or_else(|| StoreError::NotFound { kind: "guardrail", key: id.to_owned() })?;
+            tx.execute("DELETE FROM guardrails WHERE id = ?1", [id])?;
+            record(tx, actor, "guardrail.remove", "guardrail", id, Some(&before), None::<&()>)?;
+            Ok(before)
+        })
     }
 
     // Scopes and grants.

@@ -179,7 +179,7 @@ async fn reopening_keeps_data_and_newer_schemas_are_refused() {
     let err = Store::open_sqlite(&path).err().unwrap();
     assert!(
         err.to_string()
-            .contains("schema is version 99 but this warden knows only up to 1"),
+            .contains("schema is version 99 but this warden knows only up to 2"),
         "{err}"
     );
 }
