@@ -2,7 +2,8 @@
 # Sets up every peer the tests need, then runs every test in the workspace.
 #
 # Peers: a Python virtualenv with PyJWT (a JWT library nobody here wrote, used to verify Warden's
-# tokens from the published JWKS). It lives beside cargo's target directory so it is reused.
+# tokens from the published JWKS), and Node packages (the reference MCP server `server-everything`,
+# an upstream for warden-mcp's tests). They live beside cargo's target directory so they are reused.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -21,4 +22,20 @@ if [ ! -x "$venv/bin/python" ] || ! cmp -s "$requirements" "$peers/requirements.
 fi
 export WARDEN_TEST_PYTHON="$venv/bin/python"
 
-cargo test --workspace --all-targets "$@"
+node_peers="$peers/node"
+node_packages="@modelcontextprotocol/server-everything@2026.8.31"
+if [ "$(cat "$node_peers/packages.installed" 2>/dev/null)" != "$node_packages" ]; then
+  echo "test.sh: installing Node test peers into $node_peers"
+  rm -rf "$node_peers"
+  mkdir -p "$node_peers"
+  npm install --no-audit --no-fund --silent --prefix "$node_peers" $node_packages
+  echo "$node_packages" >"$node_peers/packages.installed"
+fi
+export WARDEN_TEST_NODE_PEERS="$node_peers"
+
+# With no arguments, every test of the workspace; with arguments (e.g. `-p warden-mcp`), just those.
+if [ "$#" -eq 0 ]; then
+  cargo test --workspace --all-targets
+else
+  cargo test --all-targets "$@"
+fi

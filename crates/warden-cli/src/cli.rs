@@ -44,6 +44,12 @@ pub(crate) enum Command {
     Grant(GrantArgs),
     /// Take a scope from an agent.
     Ungrant(GrantArgs),
+    /// Guardrails: the platform's Cedar floor.
+    #[command(subcommand)]
+    Guardrail(GuardrailCommand),
+    /// Policy decisions and the Cedar schema.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
     /// Agent access tokens: issue and delegate.
     #[command(subcommand)]
     Token(TokenCommand),
@@ -90,6 +96,43 @@ pub(crate) enum TokenCommand {
 }
 
 #[derive(Debug, Subcommand)]
+pub(crate) enum GuardrailCommand {
+    /// Add a guardrail from a Cedar file (platform-admin); existing grants are re-checked.
+    Add {
+        /// A file holding one Cedar `forbid` with @id and @message annotations.
+        file: PathBuf,
+        /// Revoke the existing grants the new guardrail forbids.
+        #[arg(long)]
+        enforce: bool,
+    },
+    /// List guardrails.
+    List,
+    /// Remove a guardrail.
+    Remove {
+        /// The guardrail's @id.
+        id: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum PolicyCommand {
+    /// Decide a tool call for an agent as a dry run (exit 3 when denied).
+    Check {
+        /// The agent (SPIFFE id or TEAM/NAME).
+        #[arg(long)]
+        agent: String,
+        /// SERVER/TOOL.
+        #[arg(long)]
+        tool: String,
+        /// The call's arguments as JSON.
+        #[arg(long)]
+        args: Option<String>,
+    },
+    /// Print the Cedar schema guardrails are written against.
+    Schema,
+}
+
+#[derive(Debug, Subcommand)]
 pub(crate) enum KeysCommand {
     /// Add a new signing key; older ones stay published until their tokens expire (platform-admin).
     Rotate,
@@ -112,6 +155,9 @@ pub(crate) struct ServeArgs {
     /// How many delegation hops below a root agent are allowed.
     #[arg(long, default_value_t = 3)]
     pub(crate) max_delegation_depth: u32,
+    /// The organization's time zone for policy time facts (`hour`, `weekday`): UTC or an offset like +02:00.
+    #[arg(long, default_value = "UTC", allow_hyphen_values = true)]
+    pub(crate) time_zone: String,
 }
 
 #[derive(Debug, Subcommand)]
@@ -197,6 +243,20 @@ pub(crate) enum AgentCommand {
         /// Why, recorded with the change (e.g. an incident number).
         #[arg(long)]
         reason: Option<String>,
+    },
+    /// Tag an agent (checked against the guardrails).
+    Tag {
+        /// The agent.
+        id: String,
+        /// The tag.
+        tag: String,
+    },
+    /// Remove a tag from an agent.
+    Untag {
+        /// The agent.
+        id: String,
+        /// The tag.
+        tag: String,
     },
     /// Revoke an agent and its subagents, permanently.
     Revoke {

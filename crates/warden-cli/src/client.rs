@@ -35,6 +35,15 @@ impl std::fmt::Display for ClientError {
 impl std::error::Error for ClientError {}
 
 impl ClientError {
+    /// A denial the CLI itself reports (a decision that said no).
+    pub(crate) fn denied(message: String) -> ClientError {
+        ClientError::Api {
+            status: 403,
+            code: "denied".to_owned(),
+            message,
+        }
+    }
+
     /// Whether a permission or a policy said no.
     pub(crate) fn is_denied(&self) -> bool {
         matches!(self, ClientError::Api { status: 403, .. })
@@ -99,6 +108,26 @@ impl Client {
             .header("Authorization", &format!("Bearer {}", self.token()?))
             .send_json(body);
         self.finish(&url, res)
+    }
+
+    /// Gets a text document (no token needed).
+    pub(crate) fn get_text(&self, path: &str) -> Result<String, ClientError> {
+        let url = format!("{}{path}", self.base);
+        let mut res = self.agent.get(&url).call().map_err(|e| {
+            ClientError::Transport(format!(
+                "cannot reach warden at {}: {e}; is `warden serve` running?",
+                self.base
+            ))
+        })?;
+        if !res.status().is_success() {
+            return Err(ClientError::Transport(format!(
+                "{url} answered HTTP {}",
+                res.status().as_u16()
+            )));
+        }
+        res.body_mut()
+            .read_to_string()
+            .map_err(|e| ClientError::Transport(format!("cannot read {url}: {e}")))
     }
 
     /// Posts a form without a person's token (the OAuth token endpoint authenticates the agent).

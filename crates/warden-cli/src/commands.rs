@@ -5,8 +5,8 @@ use anyhow::{Context, bail};
 use serde_json::{Value, json};
 
 use crate::cli::{
-    AccessTokenCommand, AgentCommand, Cli, Command, KeysCommand, McpServerCommand, ScopeCommand, TeamCommand,
-    TokenCommand,
+    AccessTokenCommand, AgentCommand, Cli, Command, GuardrailCommand, KeysCommand, McpServerCommand, PolicyCommand,
+    ScopeCommand, TeamCommand, TokenCommand,
 };
 use crate::client::{Client, encode_segment};
 use crate::output;
@@ -73,6 +73,8 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<()> {
             });
             Ok(())
         }
+        Command::Guardrail(cmd) => guardrail(&client, json, cmd),
+        Command::Policy(cmd) => policy(&client, json, cmd),
         Command::Token(cmd) => token(&client, json, cli.token.as_deref(), cmd),
         Command::Keys(KeysCommand::Rotate) => {
             let res = client.post("/v1/keys/rotate", &json!({}))?;
@@ -109,6 +111,7 @@ fn serve(args: crate::cli::ServeArgs) -> anyhow::Result<()> {
         trust_domain: args.trust_domain,
         token_ttl_secs: args.token_ttl,
         max_delegation_depth: args.max_delegation_depth,
+        time_zone: args.time_zone,
     };
     runtime.block_on(warden_server::serve(config))?;
     Ok(())
@@ -228,6 +231,21 @@ fn agent(client: &Client, json: bool, cmd: AgentCommand) -> anyhow::Result<()> {
         }
         AgentCommand::Suspend { id, reason } => lifecycle(&id, "suspend", reason)?,
         AgentCommand::Resume { id, reason } => lifecycle(&id, "resume", reason)?,
+        AgentCommand::Tag { id, tag } => {
+            let res = client.post(
+                &format!("/v1/agents/{}/tags", encode_segment(&id)),
+                &json!({ "tag": tag }),
+            )?;
+            show(json, &res, |v| output::record(v, AGENT_FIELDS));
+        }
+        AgentCommand::Untag { id, tag } => {
+            let res = client.delete(&format!(
+                "/v1/agents/{}/tags/{}",
+                encode_segment(&id),
+                encode_segment(&tag)
+            ))?;
+            show(json, &res, |v| output::record(v, AGENT_FIELDS));
+        }
         AgentCommand::Revoke { id, reason } => lifecycle(&id, "revoke", reason)?,
     }
     Ok(())
@@ -390,5 +408,84 @@ fn token(client: &Client, json: bool, token: Option<&str>, cmd: TokenCommand) ->
     show(json, &res, |v| {
         println!("{}", v["access_token"].as_str().unwrap_or_default())
     });
+    Ok(())
+}
+
+fn guardrail(client: &Client, json: bool, cmd: GuardrailCommand) -> anyhow::Result<()> {
+    match cmd {
+        GuardrailCommand::Add { file, enforce } => {
+            let text = std::fs::read_to_string(&file).with_context(|| format!("reading `{}`", file.display()))?;
+            let res = client.post("/v1/guardrails", &json!({ "text": text, "enforce": enforce }))?;
+            // The re-check report is JSON either way: it is what scripts and reviewers act on.
+            if json {
+                output::json(&res);
+            } else {
+                let id = res["guardrail"]["id"].as_str().unwrap_or_default();
+                let violations = res["violations"].as_array().cloned().unwrap_or_default();
+                println!(
+                    "added guardrail `{id}`; {} existing grant(s) or tag(s) violate it",
+                    violations.len()
+                );
+                if !violations.is_empty() {
+                    output::json(&res["violations"]);
+                }
+            }
+        }
+        GuardrailCommand::List => {
+            let res = client.get("/v1/guardrails")?;
+            show(json, &res, |v| {
+                output::table(
+                    v,
+                    &[
+                        ("id", "ID"),
+                        ("message", "MESSAGE"),
+                        ("created_by", "BY"),
+                        ("created_at", "CREATED"),
+                    ],
+                )
+            });
+        }
+        GuardrailCommand::Remove { id } => {
+            let res = client.delete(&format!("/v1/guardrails/{}", encode_segment(&id)))?;
+            show(json, &res, |v| {
+                println!("removed guardrail `{}`", v["id"].as_str().unwrap_or_default())
+            });
+        }
+    }
+    Ok(())
+}
+
+fn policy(client: &Client, json: bool, cmd: PolicyCommand) -> anyhow::Result<()> {
+    match cmd {
+        PolicyCommand::Check { agent, tool, args } => {
+            let arguments: Value = match args {
+                Some(text) => serde_json::from_str(&text).with_context(|| "--args must be JSON")?,
+                None => Value::Null,
+            };
+            let agent_id = if agent.starts_with("spiffe://") {
+                agent
+            } else {
+                client.get(&format!("/v1/agents/{}", encode_segment(&agent)))?["id"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned()
+            };
+            let res = client.post(
+                "/v1/policy/check",
+                &json!({ "agent": agent_id, "tool": tool, "arguments": arguments }),
+            )?;
+            show(json, &res, |v| {
+                output::record(v, &["decision", "policy_ids", "reason"]);
+            });
+            if res["allow"] != true {
+                return Err(
+                    crate::client::ClientError::denied(res["reason"].as_str().unwrap_or("denied").to_owned()).into(),
+                );
+            }
+        }
+        PolicyCommand::Schema => {
+            print!("{}", client.get_text("/v1/policy/schema")?);
+        }
+    }
     Ok(())
 }

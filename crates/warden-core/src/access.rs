@@ -77,6 +77,8 @@ pub enum Operation<'a> {
     ManageMcpServers,
     /// Rotate signing keys.
     ManageKeys,
+    /// Add or remove guardrails.
+    ManagePolicy,
     /// Read the change log.
     ReadChangeLog,
     /// Register, suspend, resume or revoke the agents of `team`, and grant them scopes.
@@ -96,6 +98,7 @@ impl Operation<'_> {
             Operation::ManageScopes => "defining scopes".to_owned(),
             Operation::ManageMcpServers => "managing MCP servers".to_owned(),
             Operation::ManageKeys => "rotating signing keys".to_owned(),
+            Operation::ManagePolicy => "managing guardrails".to_owned(),
             Operation::ReadChangeLog => "reading the change log".to_owned(),
             Operation::ManageAgents { team } => {
                 format!("managing agents and grants of team `{team}`")

@@ -17,6 +17,7 @@ pub struct ApiError {
     code: &'static str,
     message: String,
     required_role: Option<String>,
+    policy_ids: Option<Vec<String>>,
 }
 
 /// The error body, as documented in the OpenAPI document.
@@ -30,7 +31,7 @@ pub(crate) struct ErrorBody {
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub(crate) struct ErrorDetail {
     /// A stable, machine-readable code: `bad_request`, `invalid_json`, `unauthenticated`, `forbidden`,
-    /// `not_found`, `conflict`, `payload_too_large`, `unsupported_media_type`, `method_not_allowed`,
+    /// `denied_by_policy`, `not_found`, `conflict`, `payload_too_large`, `unsupported_media_type`, `method_not_allowed`,
     /// `internal`.
     pub(crate) code: String,
     /// What went wrong and what to do, for people.
@@ -38,6 +39,9 @@ pub(crate) struct ErrorDetail {
     /// For `forbidden`: the role(s) that would have been allowed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) required_role: Option<String>,
+    /// For `denied_by_policy`: the guardrails that refused.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) policy_ids: Option<Vec<String>>,
 }
 
 impl ApiError {
@@ -48,6 +52,7 @@ impl ApiError {
             code,
             message: message.into(),
             required_role: None,
+            policy_ids: None,
         }
     }
 
@@ -59,6 +64,17 @@ impl ApiError {
     /// 401: no credentials, or credentials Warden does not accept.
     pub fn unauthenticated(message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::UNAUTHORIZED, "unauthenticated", message)
+    }
+
+    /// 403: a guardrail refused the change; the message quotes its `@message`.
+    pub fn denied_by_policy(decision: &warden_policy::Decision) -> ApiError {
+        ApiError {
+            status: StatusCode::FORBIDDEN,
+            code: "denied_by_policy",
+            message: decision.reason.clone(),
+            required_role: None,
+            policy_ids: Some(decision.policy_ids.clone()),
+        }
     }
 
     /// 404.
@@ -84,6 +100,7 @@ impl From<AccessDenied> for ApiError {
             code: "forbidden",
             message: denied.to_string(),
             required_role: Some(denied.required),
+            policy_ids: None,
         }
     }
 }
@@ -105,6 +122,7 @@ impl IntoResponse for ApiError {
                 code: self.code.to_owned(),
                 message: self.message,
                 required_role: self.required_role,
+                policy_ids: self.policy_ids,
             },
         };
         let mut response = (self.status, Json(body)).into_response();

@@ -6,9 +6,11 @@
 //! validate input and call the store or a library crate; domain rules live in `warden-core`, storage
 //! in `warden-store`, credentials in `warden-identity`, so the gateway and the CLI can share them.
 
+mod clock;
 mod credentials;
 mod error;
 mod extract;
+mod policy;
 mod routes;
 mod serve;
 mod state;
@@ -18,8 +20,10 @@ use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
 use axum::routing::get;
 
+pub use clock::parse_offset;
 pub use credentials::{Credentials, TokenPolicy};
 pub use error::ApiError;
+pub use policy::PolicyState;
 pub use serve::{MAX_TOKEN_TTL_SECS, ServeConfig, ServeError, serve};
 pub use state::AppState;
 

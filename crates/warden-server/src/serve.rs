@@ -18,6 +18,7 @@ use warden_identity::secret::{self, SecretKind};
 use warden_store::{Actor, Store};
 
 use crate::credentials::{Credentials, TokenPolicy};
+use crate::policy::PolicyState;
 use crate::state::AppState;
 
 /// The longest agent token lifetime Warden issues: 15 minutes.
@@ -36,6 +37,8 @@ pub struct ServeConfig {
     pub token_ttl_secs: i64,
     /// How many delegation hops below a root agent are allowed.
     pub max_delegation_depth: u32,
+    /// The organization's time zone for policy time facts: `UTC` or an offset like `+02:00`.
+    pub time_zone: String,
 }
 
 /// Why the server could not start or stopped with an error.
@@ -122,10 +125,16 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
         max_depth: config.max_delegation_depth,
     };
     let credentials = Credentials::load(keys, &trust_domain, policy, &store).await?;
+    let time_offset = crate::clock::parse_offset(&config.time_zone).map_err(ServeError::Other)?;
+    let policy = PolicyState::load(&store)
+        .await
+        .map_err(|e| ServeError::Other(e.to_string()))?;
     let state = AppState {
         store,
         trust_domain,
         credentials: Arc::new(credentials),
+        policy: Arc::new(policy),
+        time_offset,
     };
     let app = crate::router(state);
     let listener = tokio::net::TcpListener::bind(&config.listen)

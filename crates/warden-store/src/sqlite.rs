@@ -18,12 +18,13 @@ use warden_core::{
 };
 
 use crate::{
-    Actor, AgentCredentials, GuardrailRecord, AgentFilter, ChangeEvent, NewAgent, NewMcpServer, NewScope, RevocationRecord, StoreError,
-    StoredAccessToken,
+    Actor, AgentCredentials, AgentFilter, ChangeEvent, GuardrailRecord, NewAgent, NewMcpServer, NewScope,
+    RevocationRecord, StoreError, StoredAccessToken,
 };
 
 /// Schema migrations, applied in order; `PRAGMA user_version` records how many have run.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE settings (
     key TEXT PRIMARY KEY,
     value TEXT NOT NULL
@@ -98,7 +99,8 @@ CREATE TABLE change_events (
     before TEXT,
     after TEXT
 ) STRICT;
-"#, r#"
+"#,
+    r#"
 CREATE TABLE guardrails (
     id TEXT PRIMARY KEY,
     message TEXT NOT NULL,
@@ -106,7 +108,8 @@ CREATE TABLE guardrails (
     created_by TEXT NOT NULL,
     created_at TEXT NOT NULL
 ) STRICT;
-"#];
+"#,
+];
 
 pub(crate) struct SqliteStore {
     conn: Mutex<Connection>,
@@ -608,9 +611,14 @@ impl SqliteStore {
 
     pub(crate) fn set_tag(&self, actor: &Actor, id: &AgentId, tag: &Name, present: bool) -> Result<Agent, StoreError> {
         self.write(|tx| {
-            let before = load_agent(tx, id)?.ok_or_else(|| StoreError::NotFound { kind: "agent", key: id.to_string() })?;
+            let before = load_agent(tx, id)?.ok_or_else(|| StoreError::NotFound {
+                kind: "agent",
+                key: id.to_string(),
+            })?;
             if before.status == AgentStatus::Revoked {
-                return Err(StoreError::Conflict(format!("agent `{id}` is revoked; its tags cannot change")));
+                return Err(StoreError::Conflict(format!(
+                    "agent `{id}` is revoked; its tags cannot change"
+                )));
             }
             let has = before.tags.contains(tag);
             if has == present {
@@ -651,9 +659,23 @@ impl SqliteStore {
             }
             tx.execute(
                 "INSERT INTO guardrails (id, message, text, created_by, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![guardrail.id, guardrail.message, guardrail.text, guardrail.created_by, guardrail.created_at],
+                params![
+                    guardrail.id,
+                    guardrail.message,
+                    guardrail.text,
+                    guardrail.created_by,
+                    guardrail.created_at
+                ],
             )?;
-            record(tx, actor, "guardrail.add", "guardrail", &guardrail.id, None::<&()>, Some(guardrail))?;
+            record(
+                tx,
+                actor,
+                "guardrail.add",
+                "guardrail",
+                &guardrail.id,
+                None::<&()>,
+                Some(guardrail),
+            )?;
             Ok(())
         })
     }
@@ -691,9 +713,20 @@ impl SqliteStore {
                     },
                 )
                 .optional()?
-                .ok_or_else(|| StoreError::NotFound { kind: "guardrail", key: id.to_owned() })?;
+                .ok_or_else(|| StoreError::NotFound {
+                    kind: "guardrail",
+                    key: id.to_owned(),
+                })?;
             tx.execute("DELETE FROM guardrails WHERE id = ?1", [id])?;
-            record(tx, actor, "guardrail.remove", "guardrail", id, Some(&before), None::<&()>)?;
+            record(
+                tx,
+                actor,
+                "guardrail.remove",
+                "guardrail",
+                id,
+                Some(&before),
+                None::<&()>,
+            )?;
             Ok(before)
         })
     }

@@ -148,6 +148,8 @@ fn openapi_document_matches_the_router() {
     let expected = [
         "DELETE /v1/access-tokens/{name}",
         "DELETE /v1/agents/{id}/grants/{scope}",
+        "DELETE /v1/agents/{id}/tags/{tag}",
+        "DELETE /v1/guardrails/{id}",
         "GET /.well-known/jwks.json",
         "GET /v1/access-tokens",
         "GET /v1/agents",
@@ -155,7 +157,9 @@ fn openapi_document_matches_the_router() {
         "GET /v1/agents/{id}/grants",
         "GET /v1/events",
         "GET /v1/grants",
+        "GET /v1/guardrails",
         "GET /v1/mcp-servers",
+        "GET /v1/policy/schema",
         "GET /v1/revocations",
         "GET /v1/scopes",
         "GET /v1/teams",
@@ -168,8 +172,12 @@ fn openapi_document_matches_the_router() {
         "POST /v1/agents/{id}/resume",
         "POST /v1/agents/{id}/revoke",
         "POST /v1/agents/{id}/suspend",
+        "POST /v1/agents/{id}/tags",
+        "POST /v1/authorize",
+        "POST /v1/guardrails",
         "POST /v1/keys/rotate",
         "POST /v1/mcp-servers",
+        "POST /v1/policy/check",
         "POST /v1/scopes",
         "POST /v1/teams",
     ];
@@ -180,7 +188,8 @@ fn openapi_document_matches_the_router() {
         let path = path
             .replace("{id}", &enc("t/a"))
             .replace("{name}", "n")
-            .replace("{scope}", "s");
+            .replace("{scope}", "s")
+            .replace("{tag}", "t");
         let body = if method == "POST" {
             Some(("application/json", b"{}".as_slice()))
         } else {

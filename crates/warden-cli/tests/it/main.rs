@@ -16,4 +16,5 @@ mod bad_input;
 mod credentials;
 mod lifecycle;
 mod permissions;
+mod policy;
 mod registry;

@@ -118,7 +118,16 @@ pub(crate) async fn register_agent(
         origin,
         secret_hash: Some(secret::hash(&client_secret)),
     };
-    let agent = state.store.register_agent(&Actor::person(&person.name), new).await?;
+    let store = state.store.clone();
+    let actor = Actor::person(&person.name);
+    let agent = state
+        .policy
+        .change(|engine| async move {
+            let agent = store.register_agent(&actor, new).await?;
+            let next = engine.with_agent(&agent).map_err(ApiError::internal)?;
+            Ok::<_, ApiError>((agent, Some(next)))
+        })
+        .await?;
     Ok((StatusCode::CREATED, Json(RegisteredAgent { agent, client_secret })))
 }
 
@@ -179,8 +188,10 @@ async fn set_status(
     let actor = Actor::person(&person.name);
     let agent = state.store.set_agent_status(&actor, &id, status).await?;
     // Apply the new feed entries before answering: once this returns, the agent's tokens (and its
-    // descendants') are refused by every verification in this process.
+    // descendants') are refused by every verification in this process, and policy sees the status
+    // (a revocation changes every descendant too, so the engine is rebuilt).
     state.credentials.catch_up(&state.store).await?;
+    state.policy.rebuild(&state.store).await.map_err(ApiError::internal)?;
     let mut chain = vec![id.to_string()];
     let mut ancestor = id.parent();
     while let Some(parent) = ancestor {
@@ -263,9 +274,24 @@ pub(crate) async fn grant_scope(
 ) -> Result<(StatusCode, Json<Grant>), ApiError> {
     let id = resolve_agent_id(&state, &raw)?;
     manage(&person, &id)?;
+    let store = state.store.clone();
+    let actor = Actor::person(&person.name);
+    let scope = body.scope;
     let grant = state
-        .store
-        .grant(&Actor::person(&person.name), &body.scope, &id)
+        .policy
+        .change(|engine| async move {
+            // Separation of duties: decided with the agent as it is now, under the change lock, so no
+            // concurrent grant or tag can slip between this check and the write.
+            store.get_agent(&id).await?;
+            let decision = engine.authorize_grant(&person, &id, &scope);
+            let request = serde_json::json!({"scope": scope, "agent": id});
+            super::policy::require_allowed(&store, &actor, &decision, "grant.refuse", id.as_str(), request).await?;
+            let grant = store.grant(&actor, &scope, &id).await?;
+            let next = engine
+                .with_agent(&store.get_agent(&id).await?)
+                .map_err(ApiError::internal)?;
+            Ok::<_, ApiError>((grant, Some(next)))
+        })
         .await?;
     Ok((StatusCode::CREATED, Json(grant)))
 }
@@ -298,9 +324,19 @@ pub(crate) async fn ungrant_scope(
 ) -> Result<Json<Grant>, ApiError> {
     let id = resolve_agent_id(&state, &raw)?;
     manage(&person, &id)?;
-    Ok(Json(
-        state.store.ungrant(&Actor::person(&person.name), &scope, &id).await?,
-    ))
+    let store = state.store.clone();
+    let actor = Actor::person(&person.name);
+    let grant = state
+        .policy
+        .change(|engine| async move {
+            let grant = store.ungrant(&actor, &scope, &id).await?;
+            let next = engine
+                .with_agent(&store.get_agent(&id).await?)
+                .map_err(ApiError::internal)?;
+            Ok::<_, ApiError>((grant, Some(next)))
+        })
+        .await?;
+    Ok(Json(grant))
 }
 
 /// Every grant in the fleet.
@@ -312,4 +348,67 @@ pub(crate) async fn list_grants(
 ) -> Result<Json<Vec<Grant>>, ApiError> {
     person.authorize(Operation::ReadRegistry)?;
     Ok(Json(state.store.list_grants(None).await?))
+}
+
+/// A tag to add.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct AddTag {
+    /// The tag, e.g. `customer-data`.
+    tag: Name,
+}
+
+/// Tag an agent (platform-admin, or team-admin of its team); checked against the guardrails.
+#[utoipa::path(post, path = "/v1/agents/{id}/tags", tag = "agents", request_body = AddTag,
+    params(("id" = String, Path, description = "SPIFFE id or TEAM/NAME, URL-encoded")), security(("access_token" = [])),
+    responses((status = 200, body = Agent), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody),
+               (status = 404, body = ErrorBody)))]
+pub(crate) async fn tag_agent(
+    State(state): State<AppState>,
+    Caller(person): Caller,
+    ApiPath(raw): ApiPath<String>,
+    ApiJson(body): ApiJson<AddTag>,
+) -> Result<Json<Agent>, ApiError> {
+    let id = resolve_agent_id(&state, &raw)?;
+    manage(&person, &id)?;
+    let store = state.store.clone();
+    let actor = Actor::person(&person.name);
+    let agent = state
+        .policy
+        .change(|engine| async move {
+            store.get_agent(&id).await?;
+            let decision = engine.authorize_tag(&person, &id, &body.tag);
+            let request = serde_json::json!({"tag": body.tag, "agent": id});
+            super::policy::require_allowed(&store, &actor, &decision, "tag.refuse", id.as_str(), request).await?;
+            let agent = store.set_tag(&actor, &id, &body.tag, true).await?;
+            let next = engine.with_agent(&agent).map_err(ApiError::internal)?;
+            Ok::<_, ApiError>((agent, Some(next)))
+        })
+        .await?;
+    Ok(Json(agent))
+}
+
+/// Remove a tag from an agent (platform-admin, or team-admin of its team).
+#[utoipa::path(delete, path = "/v1/agents/{id}/tags/{tag}", tag = "agents",
+    params(("id" = String, Path, description = "SPIFFE id or TEAM/NAME, URL-encoded"), ("tag" = String, Path, description = "the tag")),
+    security(("access_token" = [])),
+    responses((status = 200, body = Agent), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub(crate) async fn untag_agent(
+    State(state): State<AppState>,
+    Caller(person): Caller,
+    ApiPath((raw, tag)): ApiPath<(String, Name)>,
+) -> Result<Json<Agent>, ApiError> {
+    let id = resolve_agent_id(&state, &raw)?;
+    manage(&person, &id)?;
+    let store = state.store.clone();
+    let actor = Actor::person(&person.name);
+    let agent = state
+        .policy
+        .change(|engine| async move {
+            let agent = store.set_tag(&actor, &id, &tag, false).await?;
+            let next = engine.with_agent(&agent).map_err(ApiError::internal)?;
+            Ok::<_, ApiError>((agent, Some(next)))
+        })
+        .await?;
+    Ok(Json(agent))
 }

@@ -91,6 +91,7 @@ pub(crate) async fn add_mcp_server(
         credentials,
     };
     let server = state.store.add_mcp_server(&Actor::person(&person.name), new).await?;
+    state.policy.rebuild(&state.store).await.map_err(ApiError::internal)?;
     Ok((StatusCode::CREATED, Json(server)))
 }
 

@@ -7,6 +7,7 @@ mod agents;
 mod events;
 mod mcp_servers;
 mod oauth;
+mod policy;
 mod revocations;
 mod scopes;
 mod teams;
@@ -61,6 +62,13 @@ pub(crate) fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(events::list_events))
         .routes(routes!(revocations::feed))
         .routes(routes!(revocations::rotate_keys))
+        .routes(routes!(agents::tag_agent))
+        .routes(routes!(agents::untag_agent))
+        .routes(routes!(policy::add_guardrail, policy::list_guardrails))
+        .routes(routes!(policy::remove_guardrail))
+        .routes(routes!(policy::schema))
+        .routes(routes!(policy::authorize))
+        .routes(routes!(policy::check))
         .routes(routes!(oauth::token))
         .routes(routes!(oauth::introspect))
         .routes(routes!(oauth::jwks))

@@ -463,17 +463,36 @@ async fn token_exchange(state: &AppState, request: TokenRequest) -> Result<Token
         origin: warden_core::Origin::Delegated,
         secret_hash: None,
     };
-    let child = match state
-        .store
-        .register_subagent(&Actor::agent(&parent_id), new, scopes.clone())
-        .await
-    {
+    // The guardrails decide `delegate`, under the policy change lock so the decision and the
+    // registration cannot interleave with another change.
+    let (parent_for_policy, name_for_policy, scopes_for_policy) = (parent_id.clone(), name.clone(), scopes.clone());
+    let store = state.store.clone();
+    let registered = state
+        .policy
+        .change(|engine| async move {
+            let (parent_id, name, scopes) = (parent_for_policy, name_for_policy, scopes_for_policy);
+            let decision = engine.authorize_delegate(&parent_id, &name, &scopes);
+            if !decision.allow {
+                let refusal = format!("{} (policies: {})", decision.reason, decision.policy_ids.join(", "));
+                return Err(OAuthError::new("invalid_grant", refusal));
+            }
+            let child = match store.register_subagent(&Actor::agent(&parent_id), new, scopes).await {
+                Ok(child) => child,
+                Err(e @ warden_store::StoreError::Conflict(_)) => {
+                    return Err(OAuthError::new("invalid_grant", e.to_string()));
+                }
+                Err(e) => return Err(OAuthError::server(e)),
+            };
+            let next = engine.with_agent(&child).map_err(OAuthError::server)?;
+            Ok((child, Some(next)))
+        })
+        .await;
+    let child = match registered {
         Ok(child) => child,
-        Err(e @ warden_store::StoreError::Conflict(_)) => {
-            let err = OAuthError::new("invalid_grant", e.to_string());
+        Err(err) if err.error == "invalid_grant" => {
             return Err(state.refuse(child_id.as_str(), &chain, grant, err).await);
         }
-        Err(e) => return Err(OAuthError::server(e)),
+        Err(err) => return Err(err),
     };
     let ttl = state.ttl(request.ttl)?;
     let scope = scopes.iter().map(Name::as_str).collect::<Vec<_>>().join(" ");

@@ -54,6 +54,7 @@ pub(crate) async fn define_scope(
         description: body.description.trim().to_owned(),
     };
     let scope = state.store.define_scope(&Actor::person(&person.name), new).await?;
+    state.policy.rebuild(&state.store).await.map_err(ApiError::internal)?;
     Ok((StatusCode::CREATED, Json(scope)))
 }
 
