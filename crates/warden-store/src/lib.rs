@@ -345,6 +345,14 @@ impl Store {
         self.run(|db| db.list_mcp_servers()).await
     }
 
+    /// All MCP servers with their upstream credentials, for the gateway only: never serialise the
+    /// credentials into a response or an event.
+    pub async fn mcp_servers_with_credentials(
+        &self,
+    ) -> Result<Vec<(McpServer, Option<serde_json::Value>)>, StoreError> {
+        self.run(|db| db.mcp_servers_with_credentials()).await
+    }
+
     /// Defines a scope.
     pub async fn define_scope(&self, actor: &Actor, scope: NewScope) -> Result<Scope, StoreError> {
         let actor = actor.clone();

@@ -576,9 +576,15 @@ impl SqliteStore {
     }
 
     pub(crate) fn list_mcp_servers(&self) -> Result<Vec<McpServer>, StoreError> {
+        Ok(self.mcp_servers_with_credentials()?.into_iter().map(|(server, _)| server).collect())
+    }
+
+    pub(crate) fn mcp_servers_with_credentials(
+        &self,
+    ) -> Result<Vec<(McpServer, Option<serde_json::Value>)>, StoreError> {
         let conn = self.lock()?;
         let mut stmt = conn.prepare(
-            "SELECT name, transport, owner_team, sensitive, credentials IS NOT NULL, created_at, updated_at
+            "SELECT name, transport, owner_team, sensitive, credentials, created_at, updated_at
              FROM mcp_servers ORDER BY name",
         )?;
         let rows = stmt.query_map([], |row| {
@@ -587,22 +593,24 @@ impl SqliteStore {
                 row.get::<_, String>(1)?,
                 row.get::<_, Option<String>>(2)?,
                 row.get::<_, bool>(3)?,
-                row.get::<_, bool>(4)?,
+                row.get::<_, Option<String>>(4)?,
                 row.get::<_, String>(5)?,
                 row.get::<_, String>(6)?,
             ))
         })?;
         rows.map(|row| {
-            let (name, transport, owner_team, sensitive, has_credentials, created_at, updated_at) = row?;
-            Ok(McpServer {
+            let (name, transport, owner_team, sensitive, credentials, created_at, updated_at) = row?;
+            let credentials = credentials.as_deref().map(serde_json::from_str).transpose()?;
+            let server = McpServer {
                 name: stored_name(&name)?,
                 transport: serde_json::from_str::<Transport>(&transport)?,
                 owner_team: owner_team.as_deref().map(stored_name).transpose()?,
                 sensitive,
-                has_credentials,
+                has_credentials: credentials.is_some(),
                 created_at,
                 updated_at,
-            })
+            };
+            Ok((server, credentials))
         })
         .collect()
     }

@@ -138,7 +138,14 @@ pub(crate) async fn add_guardrail(
                     revoked,
                 });
             }
-            let next = crate::policy::build_engine(&store).await.map_err(ApiError::internal)?;
+            // Only the guardrails changed unless grants were revoked: swap them in over the same fleet.
+            let next = if views.iter().any(|v| v.revoked) {
+                crate::policy::build_engine(&store).await.map_err(ApiError::internal)?
+            } else {
+                let mut guardrails = engine.guardrails().to_vec();
+                guardrails.push(guardrail);
+                engine.with_guardrails(guardrails).map_err(ApiError::internal)?
+            };
             Ok((
                 AddedGuardrail {
                     guardrail: record.into(),
@@ -184,9 +191,10 @@ pub(crate) async fn remove_guardrail(
     let actor = Actor::person(&person.name);
     let removed = state
         .policy
-        .change(|_| async move {
+        .change(|engine| async move {
             let removed = store.remove_guardrail(&actor, &id).await?;
-            let next = crate::policy::build_engine(&store).await.map_err(ApiError::internal)?;
+            let remaining = engine.guardrails().iter().filter(|g| g.id() != id).cloned().collect();
+            let next = engine.with_guardrails(remaining).map_err(ApiError::internal)?;
             Ok::<_, ApiError>((removed, Some(next)))
         })
         .await?;
