@@ -2,8 +2,10 @@
 # Sets up every peer the tests need, then runs every test in the workspace.
 #
 # Peers: a Python virtualenv with PyJWT (a JWT library nobody here wrote, used to verify Warden's
-# tokens from the published JWKS), and Node packages (the reference MCP server `server-everything`,
-# an upstream for warden-mcp's tests). They live beside cargo's target directory so they are reused.
+# tokens from the published JWKS) and the official `mcp` SDK (an MCP client for warden-gateway's
+# tests), and Node packages (the reference MCP server `server-everything`, an upstream for
+# warden-mcp's and warden-gateway's tests, and `inspector-cli`, a scriptable MCP client). They live
+# beside cargo's target directory so they are reused.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -23,7 +25,7 @@ fi
 export WARDEN_TEST_PYTHON="$venv/bin/python"
 
 node_peers="$peers/node"
-node_packages="@modelcontextprotocol/server-everything@2026.8.31"
+node_packages="@modelcontextprotocol/server-everything@2026.8.31 @modelcontextprotocol/inspector-cli@1.0.3"
 if [ "$(cat "$node_peers/packages.installed" 2>/dev/null)" != "$node_packages" ]; then
   echo "test.sh: installing Node test peers into $node_peers"
   rm -rf "$node_peers"

@@ -175,7 +175,7 @@ pub(crate) enum TeamCommand {
 pub(crate) enum AccessTokenCommand {
     /// Create an access token; the secret is shown once.
     Create {
-        /// platform-admin, team-admin or auditor.
+        /// platform-admin, team-admin, auditor, or gateway (for a standalone gateway).
         #[arg(long)]
         role: String,
         /// The team, for a team-admin.

@@ -20,6 +20,9 @@ pub enum Role {
     TeamAdmin,
     /// Read-only, all teams.
     Auditor,
+    /// A standalone gateway: reads the policy snapshot (with upstream credentials) and ships audit
+    /// events back. Not a person's role; give one token to each gateway deployment.
+    Gateway,
 }
 
 impl Role {
@@ -29,6 +32,7 @@ impl Role {
             Role::PlatformAdmin => "platform-admin",
             Role::TeamAdmin => "team-admin",
             Role::Auditor => "auditor",
+            Role::Gateway => "gateway",
         }
     }
 
@@ -38,6 +42,7 @@ impl Role {
             "platform-admin" => Some(Role::PlatformAdmin),
             "team-admin" => Some(Role::TeamAdmin),
             "auditor" => Some(Role::Auditor),
+            "gateway" => Some(Role::Gateway),
             _ => None,
         }
     }
@@ -79,6 +84,8 @@ pub enum Operation<'a> {
     ManageKeys,
     /// Add or remove guardrails.
     ManagePolicy,
+    /// Pull the gateway snapshot (including upstream credentials) and ship gateway events.
+    GatewaySync,
     /// Read the change log.
     ReadChangeLog,
     /// Register, suspend, resume or revoke the agents of `team`, and grant them scopes.
@@ -99,6 +106,7 @@ impl Operation<'_> {
             Operation::ManageMcpServers => "managing MCP servers".to_owned(),
             Operation::ManageKeys => "rotating signing keys".to_owned(),
             Operation::ManagePolicy => "managing guardrails".to_owned(),
+            Operation::GatewaySync => "syncing a standalone gateway".to_owned(),
             Operation::ReadChangeLog => "reading the change log".to_owned(),
             Operation::ManageAgents { team } => {
                 format!("managing agents and grants of team `{team}`")
@@ -110,6 +118,7 @@ impl Operation<'_> {
         match self {
             Operation::ReadRegistry => "any role".to_owned(),
             Operation::ReadAccessTokens | Operation::ReadChangeLog => "platform-admin or auditor".to_owned(),
+            Operation::GatewaySync => "platform-admin or gateway".to_owned(),
             Operation::ManageAgents { team } => {
                 format!("platform-admin or team-admin of team `{team}`")
             }
@@ -134,6 +143,7 @@ impl Person {
             (Role::PlatformAdmin, _) => true,
             (_, Operation::ReadRegistry) => true,
             (Role::Auditor, Operation::ReadAccessTokens | Operation::ReadChangeLog) => true,
+            (Role::Gateway, Operation::GatewaySync) => true,
             (Role::TeamAdmin, Operation::ManageAgents { team }) => self.team.as_ref() == Some(team),
             _ => false,
         };

@@ -10,6 +10,7 @@ mod clock;
 mod credentials;
 mod error;
 mod extract;
+mod gateway;
 mod policy;
 mod routes;
 mod serve;
@@ -34,6 +35,7 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 pub fn router(state: AppState) -> Router {
     let (api, openapi) = routes::api().split_for_parts();
     let openapi = std::sync::Arc::new(openapi);
+    let gateway = state.gateway.router();
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route(
@@ -51,6 +53,8 @@ pub fn router(state: AppState) -> Router {
         })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
+        // The gateway has its own body limit and answers MCP clients in MCP's own error formats.
+        .merge(gateway)
 }
 
 /// The OpenAPI document, as served at `/openapi.json`.

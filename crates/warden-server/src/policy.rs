@@ -8,7 +8,7 @@
 
 use std::sync::{Arc, RwLock};
 
-use warden_policy::{Fleet, Guardrail, PolicyEngine, parse_guardrail};
+use warden_policy::{Decision, Fleet, Guardrail, PolicyEngine, parse_guardrail};
 use warden_store::{AgentFilter, Store, StoreError};
 
 /// The policy engine in force and the lock that serialises changes to it.
@@ -95,5 +95,38 @@ impl PolicyState {
     fn swap(&self, next: PolicyEngine) {
         let mut slot = self.engine.write().unwrap_or_else(std::sync::PoisonError::into_inner);
         *slot = Arc::new(next);
+    }
+}
+
+/// An allow stands only if a grant of a scope the token carries allowed it: a token may carry fewer
+/// scopes than its agent holds.
+pub(crate) fn narrow_to_token(decision: Decision, token_scopes: &[&str]) -> Decision {
+    if !decision.allow {
+        return decision;
+    }
+    let by_token: Vec<String> = decision
+        .policy_ids
+        .iter()
+        .filter(|id| {
+            id.strip_prefix("grant/")
+                .and_then(|rest| rest.split('/').next())
+                .is_some_and(|scope| token_scopes.contains(&scope))
+        })
+        .cloned()
+        .collect();
+    if by_token.is_empty() {
+        return Decision {
+            allow: false,
+            policy_ids: Vec::new(),
+            reason: format!(
+                "the token carries scopes `{}`, none of which covers this tool (the agent's other grants do)",
+                token_scopes.join(" ")
+            ),
+        };
+    }
+    Decision {
+        allow: true,
+        policy_ids: by_token,
+        reason: decision.reason,
     }
 }

@@ -17,7 +17,10 @@ use warden_identity::keys::KeyRing;
 use warden_identity::secret::{self, SecretKind};
 use warden_store::{Actor, Store};
 
+use warden_gateway::{Gateway, GatewayConfig};
+
 use crate::credentials::{Credentials, TokenPolicy};
+use crate::gateway::{ServerControlPlane, StoreAudit};
 use crate::policy::PolicyState;
 use crate::state::AppState;
 
@@ -129,14 +132,6 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
     let policy = PolicyState::load(&store)
         .await
         .map_err(|e| ServeError::Other(e.to_string()))?;
-    let state = AppState {
-        store,
-        trust_domain,
-        credentials: Arc::new(credentials),
-        policy: Arc::new(policy),
-        time_offset,
-    };
-    let app = crate::router(state);
     let listener = tokio::net::TcpListener::bind(&config.listen)
         .await
         .map_err(|source| ServeError::Bind {
@@ -144,11 +139,28 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
             source,
         })?;
     let addr = listener.local_addr().map_err(|e| ServeError::Other(e.to_string()))?;
+    let credentials = Arc::new(credentials);
+    let policy = Arc::new(policy);
+    let control =
+        Arc::new(ServerControlPlane::new(Arc::clone(&credentials), Arc::clone(&policy), time_offset, &store).await?);
+    let audit = Arc::new(StoreAudit { store: store.clone() });
+    let gateway = Gateway::new(control.clone(), audit, GatewayConfig::new(format!("http://{addr}")));
+    let state = AppState {
+        store,
+        trust_domain,
+        credentials,
+        policy,
+        time_offset,
+        gateway: gateway.clone(),
+        control,
+    };
+    let app = crate::router(state);
     say(format_args!("warden: listening on http://{addr}"));
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())
         .await
         .map_err(|e| ServeError::Other(format!("server failed: {e}")))?;
+    gateway.shutdown().await;
     say(format_args!("warden: stopped"));
     Ok(())
 }

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use warden_store::Store;
 
 use crate::credentials::Credentials;
+use crate::gateway::ServerControlPlane;
 use crate::policy::PolicyState;
 
 /// Shared server state; cheap to clone.
@@ -20,4 +21,8 @@ pub struct AppState {
     pub policy: Arc<PolicyState>,
     /// The organization's time zone, for the time facts policy sees.
     pub time_offset: time::UtcOffset,
+    /// The MCP gateway served at `/mcp` and `/mcp/{server}`.
+    pub gateway: warden_gateway::Gateway,
+    /// The gateway's view of the control plane (its upstream list is refreshed when servers change).
+    pub(crate) control: Arc<ServerControlPlane>,
 }

@@ -421,6 +421,22 @@ impl Store {
             .await
     }
 
+    /// Records an event shipped from elsewhere (a standalone gateway), once per `event_id`: a resent
+    /// event is acknowledged and not stored again. Returns whether it was new.
+    pub async fn record_event_once(
+        &self,
+        actor: &Actor,
+        event_id: &str,
+        action: &str,
+        target: &str,
+        details: serde_json::Value,
+    ) -> Result<bool, StoreError> {
+        let (actor, event_id, action, target) =
+            (actor.clone(), event_id.to_owned(), action.to_owned(), target.to_owned());
+        self.run(move |db| db.record_event_once(&actor, &event_id, &action, &target, &details))
+            .await
+    }
+
     /// Revocation feed entries after `since`, oldest first, at most `limit`.
     pub async fn list_revocations(&self, since: i64, limit: i64) -> Result<Vec<RevocationRecord>, StoreError> {
         self.run(move |db| db.list_revocations(since, limit)).await

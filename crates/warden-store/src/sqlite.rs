@@ -109,6 +109,10 @@ CREATE TABLE guardrails (
     created_at TEXT NOT NULL
 ) STRICT;
 "#,
+    r#"
+ALTER TABLE change_events ADD COLUMN event_id TEXT;
+CREATE UNIQUE INDEX change_events_event_id ON change_events(event_id) WHERE event_id IS NOT NULL;
+"#,
 ];
 
 pub(crate) struct SqliteStore {
@@ -576,7 +580,11 @@ impl SqliteStore {
     }
 
     pub(crate) fn list_mcp_servers(&self) -> Result<Vec<McpServer>, StoreError> {
-        Ok(self.mcp_servers_with_credentials()?.into_iter().map(|(server, _)| server).collect())
+        Ok(self
+            .mcp_servers_with_credentials()?
+            .into_iter()
+            .map(|(server, _)| server)
+            .collect())
     }
 
     pub(crate) fn mcp_servers_with_credentials(
@@ -1017,6 +1025,32 @@ impl SqliteStore {
         details: &serde_json::Value,
     ) -> Result<(), StoreError> {
         self.write(|tx| record(tx, actor, action, target_kind, target, None::<&()>, Some(details)))
+    }
+
+    pub(crate) fn record_event_once(
+        &self,
+        actor: &Actor,
+        event_id: &str,
+        action: &str,
+        target: &str,
+        details: &serde_json::Value,
+    ) -> Result<bool, StoreError> {
+        self.write(|tx| {
+            let seen: bool = tx.query_row(
+                "SELECT EXISTS (SELECT 1 FROM change_events WHERE event_id = ?1)",
+                [event_id],
+                |row| row.get(0),
+            )?;
+            if seen {
+                return Ok(false);
+            }
+            record(tx, actor, action, "agent", target, None::<&()>, Some(details))?;
+            tx.execute(
+                "UPDATE change_events SET event_id = ?1 WHERE seq = last_insert_rowid()",
+                [event_id],
+            )?;
+            Ok(true)
+        })
     }
 
     // Revocation feed and change events.

@@ -179,7 +179,33 @@ async fn reopening_keeps_data_and_newer_schemas_are_refused() {
     let err = Store::open_sqlite(&path).err().unwrap();
     assert!(
         err.to_string()
-            .contains("schema is version 99 but this warden knows only up to 2"),
+            .contains("schema is version 99 but this warden knows only up to 3"),
         "{err}"
     );
+}
+
+#[tokio::test]
+async fn shipped_events_are_stored_once() {
+    let (_dir, store) = open();
+    let actor = Actor::system();
+    let details = serde_json::json!({"kind": "decision"});
+    assert!(
+        store
+            .record_event_once(&actor, "ev-1", "gateway.decision", "a", details.clone())
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .record_event_once(&actor, "ev-1", "gateway.decision", "a", details.clone())
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .record_event_once(&actor, "ev-2", "gateway.decision", "a", details)
+            .await
+            .unwrap()
+    );
+    assert_eq!(store.list_events(0, 100).await.unwrap().len(), 2);
 }

@@ -14,6 +14,7 @@ mod support;
 
 mod bad_input;
 mod credentials;
+mod gateway;
 mod lifecycle;
 mod permissions;
 mod policy;

@@ -61,7 +61,7 @@ pub(crate) async fn create_access_token(
         (Role::TeamAdmin, None) => {
             return Err(ApiError::bad_request("a team-admin token needs `team`"));
         }
-        (Role::PlatformAdmin | Role::Auditor, Some(_)) => {
+        (Role::PlatformAdmin | Role::Auditor | Role::Gateway, Some(_)) => {
             return Err(ApiError::bad_request(format!(
                 "a {} token is not bound to a team; omit `team`",
                 body.role

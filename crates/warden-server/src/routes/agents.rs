@@ -192,6 +192,10 @@ async fn set_status(
     // (a revocation changes every descendant too, so the engine is rebuilt).
     state.credentials.catch_up(&state.store).await?;
     state.policy.rebuild(&state.store).await.map_err(ApiError::internal)?;
+    if status != AgentStatus::Active {
+        // Open MCP sessions of the agent and its descendants end now, not at their next request.
+        state.gateway.cut_sessions_of(&id).await;
+    }
     let mut chain = vec![id.to_string()];
     let mut ancestor = id.parent();
     while let Some(parent) = ancestor {

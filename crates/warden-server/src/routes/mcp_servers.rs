@@ -92,6 +92,7 @@ pub(crate) async fn add_mcp_server(
     };
     let server = state.store.add_mcp_server(&Actor::person(&person.name), new).await?;
     state.policy.rebuild(&state.store).await.map_err(ApiError::internal)?;
+    state.control.refresh_servers(&state.store).await?;
     Ok((StatusCode::CREATED, Json(server)))
 }
 

@@ -5,6 +5,7 @@
 mod access_tokens;
 mod agents;
 mod events;
+mod gateway_sync;
 mod mcp_servers;
 mod oauth;
 mod policy;
@@ -69,6 +70,8 @@ pub(crate) fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(policy::schema))
         .routes(routes!(policy::authorize))
         .routes(routes!(policy::check))
+        .routes(routes!(gateway_sync::snapshot))
+        .routes(routes!(gateway_sync::ingest))
         .routes(routes!(oauth::token))
         .routes(routes!(oauth::introspect))
         .routes(routes!(oauth::jwks))

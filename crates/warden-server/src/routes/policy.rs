@@ -17,6 +17,7 @@ use warden_store::{Actor, GuardrailRecord};
 use crate::clock;
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{ApiJson, ApiPath, Caller};
+use crate::policy::narrow_to_token;
 use crate::state::AppState;
 
 /// A guardrail to add.
@@ -303,39 +304,6 @@ pub(crate) async fn authorize(
     let decision = state.policy.current().authorize_call(&call);
     let decision = narrow_to_token(decision, claims.scopes().collect::<Vec<_>>().as_slice());
     Ok(Json(DecisionView::from_decision(decision, Some(acting), Some(chain))))
-}
-
-/// An allow stands only if a grant of a scope the token carries allowed it: a token may carry fewer
-/// scopes than its agent holds.
-fn narrow_to_token(decision: Decision, token_scopes: &[&str]) -> Decision {
-    if !decision.allow {
-        return decision;
-    }
-    let by_token: Vec<String> = decision
-        .policy_ids
-        .iter()
-        .filter(|id| {
-            id.strip_prefix("grant/")
-                .and_then(|rest| rest.split('/').next())
-                .is_some_and(|scope| token_scopes.contains(&scope))
-        })
-        .cloned()
-        .collect();
-    if by_token.is_empty() {
-        return Decision {
-            allow: false,
-            policy_ids: Vec::new(),
-            reason: format!(
-                "the token carries scopes `{}`, none of which covers this tool (the agent's other grants do)",
-                token_scopes.join(" ")
-            ),
-        };
-    }
-    Decision {
-        allow: true,
-        policy_ids: by_token,
-        reason: decision.reason,
-    }
 }
 
 /// A dry-run decision for a person.

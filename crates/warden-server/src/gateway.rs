@@ -1,0 +1,130 @@
+//! The MCP gateway inside `warden serve`: the server's own credentials, policy and registry behind
+//! `warden_gateway::ControlPlane`, and the store's change log as its durable `AuditSink`.
+//!
+//! Decisions here are the same ones `/v1/authorize` makes (same verifier, same engine, same narrowing
+//! to the token's scopes), so an agent sees one answer whichever way it asks.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
+
+use time::UtcOffset;
+use warden_core::AgentId;
+use warden_gateway::{AgentIdentity, AuditSink, ControlPlane, GatewayEvent, RecordFuture, UpstreamSpec};
+use warden_mcp::UpstreamCredentials;
+use warden_policy::{Decision, ToolCall, Weekday};
+use warden_store::{Actor, Store, StoreError};
+
+use crate::credentials::Credentials;
+use crate::policy::{PolicyState, narrow_to_token};
+
+/// The control plane as the in-process gateway sees it.
+pub(crate) struct ServerControlPlane {
+    credentials: Arc<Credentials>,
+    policy: Arc<PolicyState>,
+    servers: RwLock<Vec<UpstreamSpec>>,
+    time_offset: UtcOffset,
+}
+
+impl ServerControlPlane {
+    pub(crate) async fn new(
+        credentials: Arc<Credentials>,
+        policy: Arc<PolicyState>,
+        time_offset: UtcOffset,
+        store: &Store,
+    ) -> Result<ServerControlPlane, StoreError> {
+        let control = ServerControlPlane {
+            credentials,
+            policy,
+            servers: RwLock::new(Vec::new()),
+            time_offset,
+        };
+        control.refresh_servers(store).await?;
+        Ok(control)
+    }
+
+    /// Re-reads the registered MCP servers and their upstream credentials (after one is added).
+    pub(crate) async fn refresh_servers(&self, store: &Store) -> Result<(), StoreError> {
+        let mut specs = Vec::new();
+        for (server, credentials) in store.mcp_servers_with_credentials().await? {
+            specs.push(UpstreamSpec {
+                name: server.name,
+                transport: server.transport,
+                credentials: upstream_credentials(credentials),
+            });
+        }
+        if let Ok(mut slot) = self.servers.write() {
+            *slot = specs;
+        }
+        Ok(())
+    }
+}
+
+/// The stored `{"headers": {…}, "env": {…}}` as the upstream client wants them.
+fn upstream_credentials(stored: Option<serde_json::Value>) -> UpstreamCredentials {
+    let map = |value: Option<&serde_json::Value>| -> BTreeMap<String, String> {
+        value
+            .and_then(serde_json::Value::as_object)
+            .map(|m| {
+                m.iter()
+                    .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned())))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let stored = stored.unwrap_or_default();
+    UpstreamCredentials {
+        headers: map(stored.get("headers")),
+        env: map(stored.get("env")),
+    }
+}
+
+impl ControlPlane for ServerControlPlane {
+    fn authenticate(&self, bearer: &str) -> Result<AgentIdentity, String> {
+        let verified = self.credentials.verify(bearer).map_err(|e| e.to_string())?;
+        AgentIdentity::from_claims(verified.claims(), bearer)
+    }
+
+    fn decide(&self, identity: &AgentIdentity, call: &ToolCall) -> Decision {
+        let decision = self.policy.current().authorize_call(call);
+        let scopes: Vec<&str> = identity.scopes.iter().map(String::as_str).collect();
+        narrow_to_token(decision, &scopes)
+    }
+
+    fn servers(&self) -> Vec<UpstreamSpec> {
+        self.servers.read().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    fn still_valid(&self, identity: &AgentIdentity) -> Result<(), String> {
+        self.credentials
+            .verify(&identity.bearer)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+
+    fn now(&self) -> (u8, Weekday) {
+        crate::clock::now_in(self.time_offset)
+    }
+}
+
+/// Gateway events go to the store's change log; SQLite commits with `synchronous=FULL`, so an event is
+/// durable when `record` returns.
+pub(crate) struct StoreAudit {
+    pub(crate) store: Store,
+}
+
+impl AuditSink for StoreAudit {
+    fn record(&self, event: GatewayEvent) -> RecordFuture<'_> {
+        Box::pin(async move {
+            let details = serde_json::to_value(&event).map_err(|e| e.to_string())?;
+            let kind = details["kind"].as_str().unwrap_or("event").to_owned();
+            let agent = details["agent"].as_str().unwrap_or_default().to_owned();
+            let actor = AgentId::parse(&agent)
+                .map(|id| Actor::agent(&id))
+                .unwrap_or_else(|_| Actor::system());
+            self.store
+                .record_event(&actor, &format!("gateway.{kind}"), "agent", &agent, details)
+                .await
+                .map_err(|e| e.to_string())
+        })
+    }
+}
