@@ -204,14 +204,33 @@ pub struct RevocationRecord {
 #[derive(Clone)]
 pub struct Store {
     backend: Arc<sqlite::SqliteStore>,
+    events: std::sync::mpsc::Sender<PendingEvent>,
 }
+
+/// A free-form event waiting for the group-commit writer, with the channel that acknowledges it.
+pub(crate) struct PendingEvent {
+    pub(crate) actor: Actor,
+    pub(crate) action: String,
+    pub(crate) target_kind: String,
+    pub(crate) target: String,
+    pub(crate) details: serde_json::Value,
+    ack: tokio::sync::oneshot::Sender<Result<(), StoreError>>,
+}
+
+/// The most events one group commit writes.
+const MAX_GROUP: usize = 1024;
 
 impl Store {
     /// Opens (creating if needed) the SQLite database at `path` and brings its schema up to date.
     pub fn open_sqlite(path: &Path) -> Result<Store, StoreError> {
-        Ok(Store {
-            backend: Arc::new(sqlite::SqliteStore::open(path)?),
-        })
+        let backend = Arc::new(sqlite::SqliteStore::open(path)?);
+        let (events, pending) = std::sync::mpsc::channel();
+        let writer = Arc::clone(&backend);
+        std::thread::Builder::new()
+            .name("warden-events".to_owned())
+            .spawn(move || group_commit(&writer, &pending))
+            .map_err(|e| StoreError::Internal(format!("cannot start the event writer: {e}")))?;
+        Ok(Store { backend, events })
     }
 
     async fn run<T, F>(&self, f: F) -> Result<T, StoreError>
@@ -402,7 +421,8 @@ impl Store {
     }
 
     /// Records an event that is not a registry change (a credential issued or refused, a key
-    /// rotated): `details` is stored as the event's `after`.
+    /// rotated, a gateway decision): `details` is stored as the event's `after`. Returns once the event
+    /// is durable; concurrent callers share one transaction and one fsync (group commit).
     pub async fn record_event(
         &self,
         actor: &Actor,
@@ -411,14 +431,21 @@ impl Store {
         target: &str,
         details: serde_json::Value,
     ) -> Result<(), StoreError> {
-        let (actor, action, target_kind, target) = (
-            actor.clone(),
-            action.to_owned(),
-            target_kind.to_owned(),
-            target.to_owned(),
-        );
-        self.run(move |db| db.record_event(&actor, &action, &target_kind, &target, &details))
+        let (ack, acked) = tokio::sync::oneshot::channel();
+        let event = PendingEvent {
+            actor: actor.clone(),
+            action: action.to_owned(),
+            target_kind: target_kind.to_owned(),
+            target: target.to_owned(),
+            details,
+            ack,
+        };
+        self.events
+            .send(event)
+            .map_err(|_| StoreError::Internal("the event writer has stopped".to_owned()))?;
+        acked
             .await
+            .map_err(|_| StoreError::Internal("the event writer stopped before acknowledging".to_owned()))?
     }
 
     /// Records an event shipped from elsewhere (a standalone gateway), once per `event_id`: a resent
@@ -445,5 +472,25 @@ impl Store {
     /// Change events after `since`, oldest first, at most `limit`.
     pub async fn list_events(&self, since: i64, limit: i64) -> Result<Vec<ChangeEvent>, StoreError> {
         self.run(move |db| db.list_events(since, limit)).await
+    }
+}
+
+/// The event writer: waits for one event, takes every other one already waiting (up to
+/// [`MAX_GROUP`]), writes them in one transaction and acknowledges each once it is durable. Concurrent
+/// writers thus share one fsync instead of paying one each. Ends when every `Store` is dropped.
+fn group_commit(backend: &sqlite::SqliteStore, pending: &std::sync::mpsc::Receiver<PendingEvent>) {
+    while let Ok(first) = pending.recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_GROUP {
+            match pending.try_recv() {
+                Ok(event) => batch.push(event),
+                Err(_) => break,
+            }
+        }
+        let result = backend.record_events(&batch);
+        for event in batch {
+            // The caller may have gone away; its event is durable either way.
+            let _ = event.ack.send(result.clone());
+        }
     }
 }

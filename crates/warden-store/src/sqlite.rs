@@ -1016,15 +1016,22 @@ impl SqliteStore {
         })
     }
 
-    pub(crate) fn record_event(
-        &self,
-        actor: &Actor,
-        action: &str,
-        target_kind: &str,
-        target: &str,
-        details: &serde_json::Value,
-    ) -> Result<(), StoreError> {
-        self.write(|tx| record(tx, actor, action, target_kind, target, None::<&()>, Some(details)))
+    /// Appends many free-form events in one transaction: one fsync for the whole batch.
+    pub(crate) fn record_events(&self, events: &[crate::PendingEvent]) -> Result<(), StoreError> {
+        self.write(|tx| {
+            for event in events {
+                record(
+                    tx,
+                    &event.actor,
+                    &event.action,
+                    &event.target_kind,
+                    &event.target,
+                    None::<&()>,
+                    Some(&event.details),
+                )?;
+            }
+            Ok(())
+        })
     }
 
     pub(crate) fn record_event_once(

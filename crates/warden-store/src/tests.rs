@@ -209,3 +209,39 @@ async fn shipped_events_are_stored_once() {
     );
     assert_eq!(store.list_events(0, 100).await.unwrap().len(), 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_events_are_all_recorded_in_order_of_commit() {
+    let (_dir, store) = open();
+    let mut tasks = Vec::new();
+    for i in 0..200 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            store
+                .record_event(
+                    &Actor::system(),
+                    "test.event",
+                    "agent",
+                    &format!("a{i}"),
+                    serde_json::json!({"i": i}),
+                )
+                .await
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap().unwrap();
+    }
+    let events = store.list_events(0, 1000).await.unwrap();
+    assert_eq!(events.len(), 200);
+    let mut seen: Vec<i64> = events.iter().map(|e| e.after["i"].as_i64().unwrap()).collect();
+    seen.sort_unstable();
+    assert_eq!(
+        seen,
+        (0..200).collect::<Vec<_>>(),
+        "every acknowledged event is stored exactly once"
+    );
+    assert!(
+        events.windows(2).all(|w| w[1].seq == w[0].seq + 1),
+        "sequence numbers have no gaps"
+    );
+}
