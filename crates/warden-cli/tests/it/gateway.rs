@@ -59,8 +59,6 @@ fn world() -> World {
             201
         );
     }
-    let path = dir.path().join("g.cedar");
-    std::fs::write(&path, NO_SECRETS).unwrap();
     let added = admin.post("/v1/guardrails", &json!({"text": NO_SECRETS}));
     assert_eq!(added.status, 201, "{added:?}");
     World {
