@@ -4,8 +4,9 @@
 # Peers: a Python virtualenv with PyJWT (a JWT library nobody here wrote, used to verify Warden's
 # tokens from the published JWKS) and the official `mcp` SDK (an MCP client for warden-gateway's
 # tests), and Node packages (the reference MCP server `server-everything`, an upstream for
-# warden-mcp's and warden-gateway's tests, and `inspector-cli`, a scriptable MCP client). They live
-# beside cargo's target directory so they are reused.
+# warden-mcp's and warden-gateway's tests, and `inspector-cli`, a scriptable MCP client; Node 22 with
+# the MCP conformance suite, run against warden's gateway). They live beside cargo's target directory
+# so they are reused.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -34,6 +35,18 @@ if [ "$(cat "$node_peers/packages.installed" 2>/dev/null)" != "$node_packages" ]
   echo "$node_packages" >"$node_peers/packages.installed"
 fi
 export WARDEN_TEST_NODE_PEERS="$node_peers"
+
+# The MCP conformance suite needs Node 22, installed from npm beside its own copy of the suite.
+node22_peers="$peers/node22"
+node22_packages="node@22.23.3 @modelcontextprotocol/conformance@0.1.16"
+if [ "$(cat "$node22_peers/packages.installed" 2>/dev/null)" != "$node22_packages" ]; then
+  echo "test.sh: installing Node 22 and the MCP conformance suite into $node22_peers"
+  rm -rf "$node22_peers"
+  mkdir -p "$node22_peers"
+  npm install --no-audit --no-fund --silent --prefix "$node22_peers" $node22_packages
+  echo "$node22_packages" >"$node22_peers/packages.installed"
+fi
+export WARDEN_TEST_NODE22_PEERS="$node22_peers"
 
 # With no arguments, every test of the workspace; with arguments (e.g. `-p warden-mcp`), just those.
 if [ "$#" -eq 0 ]; then

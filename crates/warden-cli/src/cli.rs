@@ -25,6 +25,9 @@ pub(crate) struct Cli {
 pub(crate) enum Command {
     /// Run the control plane (embedded: SQLite under --data-dir).
     Serve(ServeArgs),
+    /// Run a standalone MCP gateway that decides locally from a control plane's policy snapshot
+    /// (the access token, --token or WARDEN_TOKEN, needs role gateway).
+    Gateway(GatewayArgs),
     /// Product teams.
     #[command(subcommand)]
     Team(TeamCommand),
@@ -158,6 +161,27 @@ pub(crate) struct ServeArgs {
     /// The organization's time zone for policy time facts (`hour`, `weekday`): UTC or an offset like +02:00.
     #[arg(long, default_value = "UTC", allow_hyphen_values = true)]
     pub(crate) time_zone: String,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct GatewayArgs {
+    /// The control plane's URL (http://host:port) to pull policy from and ship audit events to.
+    #[arg(long)]
+    pub(crate) control_plane: String,
+    /// The address to serve MCP on.
+    #[arg(long, default_value = "127.0.0.1:8471")]
+    pub(crate) listen: String,
+    /// Seconds the gateway goes on deciding from its snapshot without reaching the control plane;
+    /// after that it refuses every call until it reaches it again.
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub(crate) max_staleness: u64,
+    /// Seconds between pulls of the policy snapshot and signing keys (shorter than --max-staleness).
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3_600))]
+    pub(crate) refresh: u64,
+    /// The audit spool: every event is written here (mode 0600) before the call proceeds, and
+    /// shipped to the control plane from here.
+    #[arg(long, default_value = "./warden-gateway.spool")]
+    pub(crate) spool: PathBuf,
 }
 
 #[derive(Debug, Subcommand)]

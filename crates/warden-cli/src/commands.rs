@@ -1,12 +1,17 @@
 //! What each command does: build the request, call the API, print the answer (a table for people,
 //! the API's JSON with `--json`).
 
+use std::sync::Arc;
+use std::time::Duration;
+
 use anyhow::{Context, bail};
 use serde_json::{Value, json};
+use warden_gateway::remote::{RemoteConfig, RemoteControlPlane};
+use warden_gateway::{Gateway, GatewayConfig};
 
 use crate::cli::{
-    AccessTokenCommand, AgentCommand, Cli, Command, GuardrailCommand, KeysCommand, McpServerCommand, PolicyCommand,
-    ScopeCommand, TeamCommand, TokenCommand,
+    AccessTokenCommand, AgentCommand, Cli, Command, GatewayArgs, GuardrailCommand, KeysCommand, McpServerCommand,
+    PolicyCommand, ScopeCommand, TeamCommand, TokenCommand,
 };
 use crate::client::{Client, encode_segment};
 use crate::output;
@@ -39,6 +44,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<()> {
     let json = cli.json;
     match cli.command {
         Command::Serve(args) => serve(args),
+        Command::Gateway(args) => gateway(args, cli.token.as_deref()),
         Command::Team(cmd) => team(&client, json, cmd),
         Command::AccessToken(cmd) => access_token(&client, json, cmd),
         Command::Agent(cmd) => agent(&client, json, cmd),
@@ -115,6 +121,88 @@ fn serve(args: crate::cli::ServeArgs) -> anyhow::Result<()> {
     };
     runtime.block_on(warden_server::serve(config))?;
     Ok(())
+}
+
+/// `warden gateway`: a standalone MCP gateway deciding from the control plane's snapshot, until
+/// SIGTERM or Ctrl-C.
+fn gateway(args: GatewayArgs, token: Option<&str>) -> anyhow::Result<()> {
+    let Some(token) = token.map(str::trim).filter(|t| !t.is_empty()) else {
+        bail!(
+            "the gateway needs an access token of role `gateway` to reach the control plane: pass --token or set \
+             WARDEN_TOKEN (a platform-admin creates one with `warden access-token create --role gateway --name NAME`)"
+        );
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .try_init();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(run_gateway(args, token.to_owned()))
+}
+
+async fn run_gateway(args: GatewayArgs, token: String) -> anyhow::Result<()> {
+    let mut config = RemoteConfig::new(args.control_plane, token);
+    config.max_staleness = Duration::from_secs(args.max_staleness);
+    config.refresh = Duration::from_secs(args.refresh);
+    let remote = RemoteControlPlane::connect(config).await?;
+    let audit = Arc::new(remote.spool(&args.spool)?);
+    let listener = tokio::net::TcpListener::bind(&args.listen)
+        .await
+        .with_context(|| format!("cannot listen on `{}`", args.listen))?;
+    let addr = listener.local_addr().context("cannot read the listening address")?;
+    let issuer = remote.control_plane_url().to_owned();
+    let gateway = Gateway::new(Arc::new(remote), audit.clone(), GatewayConfig::new(issuer.clone()));
+    say(format_args!(
+        "warden: gateway deciding from the control plane at {issuer} (for at most {}s without reaching it)",
+        args.max_staleness
+    ));
+    say(format_args!("warden: gateway listening on http://{addr}"));
+    let served = axum::serve(listener, gateway.router())
+        .with_graceful_shutdown(shutdown_signal())
+        .await;
+    gateway.shutdown().await;
+    if let Err(err) = audit.flush(Duration::from_secs(5)).await {
+        eprintln!("warden: {err}; the next start ships them");
+    }
+    served.context("the gateway failed")?;
+    say(format_args!("warden: gateway stopped"));
+    Ok(())
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    say(format_args!(
+        "warden: gateway shutting down; finishing in-flight requests"
+    ));
+}
+
+/// Prints a line for the operator; a closed stdout must never stop the gateway.
+fn say(line: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    let _ = writeln!(stdout, "{line}");
+    let _ = stdout.flush();
 }
 
 fn team(client: &Client, json: bool, cmd: TeamCommand) -> anyhow::Result<()> {

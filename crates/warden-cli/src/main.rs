@@ -1,5 +1,5 @@
-//! The `warden` binary: `warden serve` runs the control plane; every other command is a thin client
-//! of the HTTP API.
+//! The `warden` binary: `warden serve` runs the control plane, `warden gateway` a standalone MCP
+//! gateway; every other command is a thin client of the HTTP API.
 //!
 //! Exit status: 0 success; 1 error (one line on stderr beginning `error: `); 2 usage error; 3 denied
 //! (a policy or a permission said no).

@@ -28,6 +28,7 @@ mod control;
 mod gateway;
 mod http;
 mod modern;
+pub mod remote;
 mod session;
 mod upstreams;
 
@@ -36,3 +37,4 @@ pub use config::GatewayConfig;
 pub use control::{AgentIdentity, ControlPlane, UpstreamSpec, is_listed};
 pub use gateway::{Gateway, SUPPORTED_PROTOCOL_VERSIONS, TOOL_SEPARATOR};
 pub use modern::MODERN_PROTOCOL_VERSIONS;
+pub use remote::{narrow_to_token, upstream_credentials};

@@ -4,13 +4,11 @@
 //! Decisions here are the same ones `/v1/authorize` makes (same verifier, same engine, same narrowing
 //! to the token's scopes), so an agent sees one answer whichever way it asks.
 
-use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 
 use time::UtcOffset;
 use warden_core::AgentId;
 use warden_gateway::{AgentIdentity, AuditSink, ControlPlane, GatewayEvent, RecordFuture, UpstreamSpec};
-use warden_mcp::UpstreamCredentials;
 use warden_policy::{Decision, ToolCall, Weekday};
 use warden_store::{Actor, Store, StoreError};
 
@@ -49,32 +47,13 @@ impl ServerControlPlane {
             specs.push(UpstreamSpec {
                 name: server.name,
                 transport: server.transport,
-                credentials: upstream_credentials(credentials),
+                credentials: warden_gateway::upstream_credentials(&credentials.unwrap_or_default()),
             });
         }
         if let Ok(mut slot) = self.servers.write() {
             *slot = specs;
         }
         Ok(())
-    }
-}
-
-/// The stored `{"headers": {…}, "env": {…}}` as the upstream client wants them.
-fn upstream_credentials(stored: Option<serde_json::Value>) -> UpstreamCredentials {
-    let map = |value: Option<&serde_json::Value>| -> BTreeMap<String, String> {
-        value
-            .and_then(serde_json::Value::as_object)
-            .map(|m| {
-                m.iter()
-                    .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned())))
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
-    let stored = stored.unwrap_or_default();
-    UpstreamCredentials {
-        headers: map(stored.get("headers")),
-        env: map(stored.get("env")),
     }
 }
 

@@ -99,34 +99,8 @@ impl PolicyState {
 }
 
 /// An allow stands only if a grant of a scope the token carries allowed it: a token may carry fewer
-/// scopes than its agent holds.
+/// scopes than its agent holds. The logic lives in `warden_gateway::narrow_to_token`, so a standalone
+/// gateway decides exactly as this server does.
 pub(crate) fn narrow_to_token(decision: Decision, token_scopes: &[&str]) -> Decision {
-    if !decision.allow {
-        return decision;
-    }
-    let by_token: Vec<String> = decision
-        .policy_ids
-        .iter()
-        .filter(|id| {
-            id.strip_prefix("grant/")
-                .and_then(|rest| rest.split('/').next())
-                .is_some_and(|scope| token_scopes.contains(&scope))
-        })
-        .cloned()
-        .collect();
-    if by_token.is_empty() {
-        return Decision {
-            allow: false,
-            policy_ids: Vec::new(),
-            reason: format!(
-                "the token carries scopes `{}`, none of which covers this tool (the agent's other grants do)",
-                token_scopes.join(" ")
-            ),
-        };
-    }
-    Decision {
-        allow: true,
-        policy_ids: by_token,
-        reason: decision.reason,
-    }
+    warden_gateway::narrow_to_token(decision, token_scopes)
 }

@@ -13,9 +13,11 @@
 mod support;
 
 mod bad_input;
+mod conformance;
 mod credentials;
 mod gateway;
 mod lifecycle;
 mod permissions;
 mod policy;
 mod registry;
+mod standalone;

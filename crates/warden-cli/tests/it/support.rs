@@ -27,11 +27,18 @@ impl Server {
         Server::start_with(dir, &[])
     }
 
+    /// Starts `warden serve` on `dir` with `extra` arguments; on a free port unless they give
+    /// `--listen`.
     pub fn start_with(dir: &Path, extra: &[&str]) -> Server {
+        let listen: &[&str] = if extra.contains(&"--listen") {
+            &[]
+        } else {
+            &["--listen", "127.0.0.1:0"]
+        };
         let mut child = Command::new(WARDEN)
             .args(["serve", "--data-dir"])
             .arg(dir)
-            .args(["--listen", "127.0.0.1:0"])
+            .args(listen)
             .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

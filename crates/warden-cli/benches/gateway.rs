@@ -1,0 +1,801 @@
+//! What the MCP gateway of `warden serve` costs: `tools/call` (`echo`) through the gateway against
+//! the same calls straight to the same upstream, in one run. The upstream is `server-everything` over
+//! Streamable HTTP, registered in Warden as an HTTP MCP server. Through the gateway every call is
+//! authenticated (the agent's bearer token), decided (Cedar: the agent's grant plus a guardrail that
+//! reads the arguments) and its decision and outcome events are committed to SQLite
+//! (`synchronous=FULL`) before the answer; nothing is turned off.
+//!
+//! Clients make raw Streamable HTTP JSON-RPC calls, one connection and one MCP session each. Reported:
+//! closed-loop runs at 1 and at 64 clients (calls/s, latency p50/p99, direct vs gateway, the added
+//! latency, the throughput ratio, and the CPU per call of the client, warden and the upstream),
+//! open-loop runs paced at 200, 500 and 1,000 calls/s (added p50/p99, and how far sends slipped behind
+//! the schedule), the gateway's `ping` (authentication and HTTP alone) and the disk's fsync latency
+//! (where the time goes), and 1,000 sessions held at once (50 agents × 20) with the server's RSS
+//! before, after opening them and after a second round of calls.
+//!
+//! Run with `cargo bench -p warden-cli --bench gateway`; it needs `WARDEN_TEST_NODE_PEERS` (the Node
+//! test peers `scripts/test.sh` installs). Targets: added p99 ≤ 1 ms at 1,000 calls/s, gateway ≥ 50% of
+//! direct throughput at saturation. Without `--bench` (as `cargo test --all-targets` runs it, in debug)
+//! it runs a tiny smoke configuration in a few seconds, and skips with a message when the peers are
+//! missing.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::cast_precision_loss,
+    reason = "a benchmark: failing loudly is the point"
+)]
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock, mpsc};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::client::conn::http1::SendRequest;
+use hyper::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HOST, HeaderValue};
+use hyper::{Method, Request};
+use hyper_util::rt::TokioIo;
+use serde_json::{Value, json};
+use tokio::sync::Barrier;
+use tokio::task::JoinSet;
+
+const WARDEN: &str = env!("CARGO_BIN_EXE_warden");
+const PROTOCOL: &str = "2025-11-25";
+
+/// A guardrail that reads the call's arguments, so each decision evaluates a condition.
+const GUARDRAIL: &str = r#"@id("no-secret-echo")
+@message("echo may not repeat secrets")
+forbid (principal, action == Warden::Action::"call_tool", resource == Warden::Tool::"everything/echo")
+  when { context.arguments.hasTag("message") && context.arguments.getTag("message") like "*secret*" };
+"#;
+
+struct Config {
+    /// Length of each closed-loop run.
+    run: Duration,
+    /// Calls per client before a run's clock starts.
+    warmup: usize,
+    /// Clients in the saturation run.
+    many: usize,
+    /// The paced runs' rates, calls/s.
+    paced_rates: &'static [f64],
+    paced_run: Duration,
+    paced_workers: usize,
+    agents: usize,
+    sessions_per_agent: usize,
+    fsyncs: usize,
+}
+
+const FULL: Config = Config {
+    run: Duration::from_secs(5),
+    warmup: 100,
+    many: 64,
+    paced_rates: &[200.0, 500.0, 1_000.0],
+    paced_run: Duration::from_secs(5),
+    paced_workers: 32,
+    agents: 50,
+    sessions_per_agent: 20,
+    fsyncs: 200,
+};
+
+const SMOKE: Config = Config {
+    run: Duration::from_millis(300),
+    warmup: 2,
+    many: 4,
+    paced_rates: &[50.0],
+    paced_run: Duration::from_millis(500),
+    paced_workers: 2,
+    agents: 3,
+    sessions_per_agent: 2,
+    fsyncs: 5,
+};
+
+fn main() {
+    let bench = std::env::args().any(|a| a == "--bench");
+    let Ok(peers) = std::env::var("WARDEN_TEST_NODE_PEERS") else {
+        let hint = "WARDEN_TEST_NODE_PEERS is not set: run through `bash scripts/test.sh` (which installs \
+                    server-everything and sets it), or set it to that install";
+        if bench {
+            eprintln!("gateway bench: {hint}");
+            std::process::exit(1);
+        }
+        println!("gateway bench: skipped, {hint}");
+        return;
+    };
+    let config = if bench { FULL } else { SMOKE };
+    let everything_js: PathBuf = [
+        &peers,
+        "node_modules/@modelcontextprotocol/server-everything/dist/index.js",
+    ]
+    .iter()
+    .collect();
+    assert!(everything_js.is_file(), "{} is missing", everything_js.display());
+
+    let dir = tempfile::tempdir().unwrap();
+    let upstream = Upstream::start(&everything_js);
+    let warden = Warden::start(&dir.path().join("data"), &dir.path().join("warden.log"));
+    let tokens = warden.setup(&upstream.url, config.agents);
+    let direct = |_: usize| Endpoint::new(&upstream.url, None);
+    let gateway = |i: usize| {
+        Endpoint::new(
+            &format!("{}/mcp/everything", warden.url),
+            Some(&tokens[i % tokens.len()]),
+        )
+    };
+
+    println!(
+        "MCP gateway: echo via server-everything (Streamable HTTP), direct vs through `warden serve`{}",
+        if bench {
+            ""
+        } else {
+            " (smoke configuration: run `cargo bench` for figures)"
+        }
+    );
+    println!(
+        "through the gateway: bearer token verified, Cedar decision (grant + argument guardrail), decision and \
+         outcome events committed to SQLite (synchronous=FULL) before the answer; {} agents",
+        tokens.len()
+    );
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let procs = Procs::new(warden.child.id(), upstream.child.id());
+    runtime.block_on(async {
+        println!();
+        println!(
+            "closed loop, {:.1} s per run, one connection and session per client; CPU per call (µs) of this \
+             client, of warden and of server-everything:",
+            config.run.as_secs_f64()
+        );
+        println!("clients  path       calls/s    p50 µs    p99 µs   client   warden     node");
+        let mut saturation = 0.0;
+        for clients in [1, config.many] {
+            let d = closed_loop(&direct, clients, Op::Echo, &config, procs).await;
+            let g = closed_loop(&gateway, clients, Op::Echo, &config, procs).await;
+            d.row(&format!("{clients:>7}  direct "));
+            g.row(&format!("{clients:>7}  gateway"));
+            println!(
+                "{clients:>7}  added            {:>+9.0} {:>+9.0}   gateway/direct throughput {:.2}",
+                g.p50 - d.p50,
+                g.p99 - d.p99,
+                g.per_sec / d.per_sec
+            );
+            saturation = d.per_sec;
+        }
+        let ping = closed_loop(&gateway, 1, Op::Ping, &config, procs).await;
+        ping.row("      1  gw ping");
+        println!("         (ping: token check, session lookup and HTTP only; no policy, audit or upstream)");
+
+        println!();
+        println!(
+            "open loop: calls sent on a fixed schedule over {} sessions, {:.1} s per run (direct saturates at \
+             {saturation:.0}/s above):",
+            config.paced_workers,
+            config.paced_run.as_secs_f64()
+        );
+        println!("path     target/s  achieved/s    p50 µs    p99 µs  late p99 µs");
+        for &rate in config.paced_rates {
+            let d = paced(&direct, rate, &config).await;
+            let g = paced(&gateway, rate, &config).await;
+            d.row("direct", rate);
+            g.row("gateway", rate);
+            println!(
+                "added                           {:>+9.0} {:>+9.0}",
+                g.run.p50 - d.run.p50,
+                g.run.p99 - d.run.p99
+            );
+        }
+        println!(
+            "(latency from the actual send; `late`: how far sends slipped behind the schedule, when the path or \
+             the machine fell behind)"
+        );
+
+        println!();
+        let fsync = fsync_latency(&dir.path().join("fsync.probe"), config.fsyncs);
+        println!(
+            "fsync of a small write on the data directory's disk: p50 {:.0} µs, p99 {:.0} µs ({} samples); \
+             each call waits for two commits (decision, then outcome)",
+            fsync.0, fsync.1, config.fsyncs
+        );
+
+        println!();
+        hold_sessions(&warden, &tokens, config.sessions_per_agent).await;
+    });
+}
+
+/// CPU time used so far by this process, by warden and by server-everything.
+#[derive(Clone, Copy)]
+struct Procs {
+    pids: [u32; 3],
+    ticks_per_sec: f64,
+}
+
+impl Procs {
+    fn new(warden: u32, upstream: u32) -> Procs {
+        let ticks_per_sec = Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|out| String::from_utf8_lossy(&out.stdout).trim().parse().ok())
+            .unwrap_or(100.0);
+        Procs {
+            pids: [std::process::id(), warden, upstream],
+            ticks_per_sec,
+        }
+    }
+
+    /// Seconds of CPU (user + system, every thread) of each process.
+    fn sample(&self) -> [f64; 3] {
+        self.pids.map(|pid| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+            // Fields after the command name; utime and stime are fields 14 and 15 of the whole line.
+            let fields: Vec<&str> = stat.rsplit_once(')').unwrap().1.split_whitespace().collect();
+            let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
+            ticks / self.ticks_per_sec
+        })
+    }
+}
+
+/// server-everything over Streamable HTTP on a free loopback port.
+struct Upstream {
+    child: Child,
+    url: String,
+}
+
+impl Upstream {
+    fn start(js: &Path) -> Upstream {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new("node")
+            .arg(js)
+            .arg("streamableHttp")
+            .env("PORT", port.to_string())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn node (server-everything)");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "server-everything did not listen on {port}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Upstream {
+            child,
+            url: format!("http://127.0.0.1:{port}/mcp"),
+        }
+    }
+}
+
+impl Drop for Upstream {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A running `warden serve`.
+struct Warden {
+    child: Child,
+    url: String,
+    admin: String,
+    _stdout: mpsc::Receiver<String>,
+}
+
+impl Warden {
+    fn start(data: &Path, log: &Path) -> Warden {
+        std::fs::create_dir_all(data).unwrap();
+        let mut child = Command::new(WARDEN)
+            .args(["serve", "--data-dir"])
+            .arg(data)
+            .args(["--listen", "127.0.0.1:0"])
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(log).unwrap())
+            .spawn()
+            .expect("spawn warden serve");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                let _ = tx.send(line);
+            }
+        });
+        let url = loop {
+            let line = rx
+                .recv_timeout(Duration::from_secs(60))
+                .unwrap_or_else(|_| panic!("warden serve did not start; see {}", log.display()));
+            if let Some(url) = line.strip_prefix("warden: listening on ") {
+                break url.to_owned();
+            }
+        };
+        let admin = std::fs::read_to_string(data.join("admin.token"))
+            .unwrap()
+            .trim()
+            .to_owned();
+        Warden {
+            child,
+            url,
+            admin,
+            _stdout: rx,
+        }
+    }
+
+    fn post(&self, path: &str, token: Option<&str>, body: &Value) -> Value {
+        let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+        let mut req =
+            ureq::http::Request::post(format!("{}{path}", self.url)).header("Content-Type", "application/json");
+        if let Some(token) = token {
+            req = req.header("Authorization", format!("Bearer {token}"));
+        }
+        let mut res = agent.run(req.body(body.to_string().into_bytes()).unwrap()).unwrap();
+        let status = res.status().as_u16();
+        let text = res.body_mut().read_to_string().unwrap();
+        assert!((200..300).contains(&status), "POST {path}: {status} {text}");
+        serde_json::from_str(&text).unwrap()
+    }
+
+    /// Registers the upstream, a scope with `echo`, the guardrail and `agents` agents granted the scope;
+    /// returns their access tokens.
+    fn setup(&self, upstream: &str, agents: usize) -> Vec<String> {
+        let admin = Some(self.admin.as_str());
+        self.post("/v1/teams", admin, &json!({"name": "bench"}));
+        self.post(
+            "/v1/mcp-servers",
+            admin,
+            &json!({"name": "everything", "transport": {"kind": "http", "url": upstream}}),
+        );
+        self.post(
+            "/v1/scopes",
+            admin,
+            &json!({"name": "echo", "tools": ["everything/echo"]}),
+        );
+        self.post("/v1/guardrails", admin, &json!({"text": GUARDRAIL}));
+        (0..agents)
+            .map(|i| {
+                let agent = self.post(
+                    "/v1/agents",
+                    admin,
+                    &json!({"team": "bench", "name": format!("agent-{i}"), "purpose": "gateway bench"}),
+                );
+                let id = agent["id"].as_str().unwrap();
+                let encoded: String = id
+                    .bytes()
+                    .map(|b| {
+                        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                            char::from(b).to_string()
+                        } else {
+                            format!("%{b:02X}")
+                        }
+                    })
+                    .collect();
+                self.post(&format!("/v1/agents/{encoded}/grants"), admin, &json!({"scope": "echo"}));
+                let token = self.post(
+                    "/oauth2/token",
+                    None,
+                    &json!({"grant_type": "client_credentials", "client_id": id, "client_secret": agent["client_secret"]}),
+                );
+                token["access_token"].as_str().unwrap().to_owned()
+            })
+            .collect()
+    }
+
+    /// The server's resident memory, in MiB.
+    fn rss_mib(&self) -> f64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        let kib: f64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap();
+        kib / 1024.0
+    }
+}
+
+impl Drop for Warden {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Where a client sends its requests.
+#[derive(Clone)]
+struct Endpoint {
+    authority: String,
+    path: String,
+    authorization: Option<HeaderValue>,
+}
+
+impl Endpoint {
+    fn new(url: &str, token: Option<&str>) -> Endpoint {
+        let rest = url.strip_prefix("http://").unwrap();
+        let (authority, path) = rest.split_once('/').unwrap();
+        Endpoint {
+            authority: authority.to_owned(),
+            path: format!("/{path}"),
+            authorization: token.map(|t| HeaderValue::from_str(&format!("Bearer {t}")).unwrap()),
+        }
+    }
+}
+
+/// One HTTP/1.1 connection, made again if the server closed it while idle.
+struct Conn {
+    endpoint: Endpoint,
+    send: Option<SendRequest<Full<Bytes>>>,
+}
+
+struct Reply {
+    status: u16,
+    session: Option<String>,
+    body: Bytes,
+}
+
+impl Conn {
+    fn new(endpoint: Endpoint) -> Conn {
+        Conn { endpoint, send: None }
+    }
+
+    async fn sender(&mut self) -> Result<&mut SendRequest<Full<Bytes>>, String> {
+        if self.send.as_ref().is_none_or(SendRequest::is_closed) {
+            let stream = tokio::net::TcpStream::connect(&self.endpoint.authority)
+                .await
+                .map_err(|e| format!("connect: {e}"))?;
+            stream.set_nodelay(true).map_err(|e| e.to_string())?;
+            let (send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+                .await
+                .map_err(|e| format!("handshake: {e}"))?;
+            tokio::spawn(conn);
+            self.send = Some(send);
+        }
+        let send = self.send.as_mut().ok_or("no connection")?;
+        send.ready().await.map_err(|e| format!("connection: {e}"))?;
+        Ok(send)
+    }
+
+    async fn request(&mut self, method: Method, session: Option<&str>, body: Option<String>) -> Result<Reply, String> {
+        let mut req = Request::builder()
+            .method(method)
+            .uri(&self.endpoint.path)
+            .header(HOST, &self.endpoint.authority)
+            .header(ACCEPT, "application/json, text/event-stream");
+        if body.is_some() {
+            req = req.header(CONTENT_TYPE, "application/json");
+        }
+        if let Some(authorization) = &self.endpoint.authorization {
+            req = req.header(AUTHORIZATION, authorization);
+        }
+        if let Some(session) = session {
+            req = req
+                .header("mcp-session-id", session)
+                .header("mcp-protocol-version", PROTOCOL);
+        }
+        let req = req
+            .body(Full::new(Bytes::from(body.unwrap_or_default())))
+            .map_err(|e| e.to_string())?;
+        let sent = self.sender().await?.send_request(req).await;
+        let res = match sent {
+            Ok(res) => res,
+            Err(err) => {
+                self.send = None;
+                return Err(format!("request: {err}"));
+            }
+        };
+        let status = res.status().as_u16();
+        let session = res
+            .headers()
+            .get("mcp-session-id")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let body = res
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| format!("body: {e}"))?
+            .to_bytes();
+        Ok(Reply { status, session, body })
+    }
+
+    /// `initialize` and `notifications/initialized`; returns the session id.
+    async fn open(&mut self) -> Result<String, String> {
+        let init = json!({"jsonrpc": "2.0", "id": 0, "method": "initialize",
+            "params": {"protocolVersion": PROTOCOL, "capabilities": {}, "clientInfo": {"name": "bench", "version": "0"}}});
+        let reply = self.request(Method::POST, None, Some(init.to_string())).await?;
+        let session = match (reply.status, reply.session) {
+            (200, Some(session)) => session,
+            (status, _) => return Err(format!("initialize: {status} {}", text(&reply.body))),
+        };
+        let note = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
+        let reply = self
+            .request(Method::POST, Some(&session), Some(note.to_string()))
+            .await?;
+        if reply.status != 202 {
+            return Err(format!("initialized: {} {}", reply.status, text(&reply.body)));
+        }
+        Ok(session)
+    }
+
+    async fn call(&mut self, session: &str, op: Op, id: u64) -> Result<(), String> {
+        let (body, expect) = match op {
+            Op::Echo => (
+                json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
+                       "params": {"name": "echo", "arguments": {"message": "hello"}}}),
+                "Echo: hello",
+            ),
+            Op::Ping => (json!({"jsonrpc": "2.0", "id": id, "method": "ping"}), "\"result\""),
+        };
+        let reply = self
+            .request(Method::POST, Some(session), Some(body.to_string()))
+            .await?;
+        let body = text(&reply.body);
+        if reply.status != 200 || !body.contains(expect) || body.contains("\"isError\":true") {
+            return Err(format!("{}: {}", reply.status, body));
+        }
+        Ok(())
+    }
+
+    async fn close(&mut self, session: &str) {
+        let _ = self.request(Method::DELETE, Some(session), None).await;
+    }
+}
+
+fn text(body: &Bytes) -> String {
+    String::from_utf8_lossy(&body[..body.len().min(300)]).into_owned()
+}
+
+#[derive(Clone, Copy)]
+enum Op {
+    Echo,
+    Ping,
+}
+
+/// Latencies of a run, in µs.
+struct Run {
+    per_sec: f64,
+    p50: f64,
+    p99: f64,
+    /// CPU µs per call of this client, warden and server-everything.
+    cpu: Option<[f64; 3]>,
+}
+
+impl Run {
+    fn of(mut latencies: Vec<Duration>, elapsed: Duration) -> Run {
+        latencies.sort_unstable();
+        let at = |q: f64| {
+            let i = ((latencies.len() as f64 * q).ceil() as usize).clamp(1, latencies.len()) - 1;
+            latencies[i].as_secs_f64() * 1e6
+        };
+        Run {
+            per_sec: latencies.len() as f64 / elapsed.as_secs_f64(),
+            p50: at(0.50),
+            p99: at(0.99),
+            cpu: None,
+        }
+    }
+
+    fn row(&self, label: &str) {
+        print!("{label}  {:>9.0} {:>9.0} {:>9.0}", self.per_sec, self.p50, self.p99);
+        if let Some([client, warden, node]) = self.cpu {
+            print!(" {client:>8.0} {warden:>8.0} {node:>8.0}");
+        }
+        println!();
+    }
+}
+
+/// Each client calls as fast as its answers come back, for `config.run`.
+async fn closed_loop(
+    endpoint: &dyn Fn(usize) -> Endpoint,
+    clients: usize,
+    op: Op,
+    config: &Config,
+    procs: Procs,
+) -> Run {
+    let barrier = Arc::new(Barrier::new(clients));
+    let cpu_at_start = Arc::new(OnceLock::new());
+    let mut tasks = JoinSet::new();
+    for i in 0..clients {
+        let (mut conn, barrier, warmup, run) =
+            (Conn::new(endpoint(i)), Arc::clone(&barrier), config.warmup, config.run);
+        let cpu_at_start = Arc::clone(&cpu_at_start);
+        tasks.spawn(async move {
+            let session = conn.open().await.unwrap_or_else(|e| panic!("open a session: {e}"));
+            for id in 0..warmup as u64 {
+                conn.call(&session, op, id)
+                    .await
+                    .unwrap_or_else(|e| panic!("warm-up call: {e}"));
+            }
+            if barrier.wait().await.is_leader() {
+                let _ = cpu_at_start.set(procs.sample());
+            }
+            let start = Instant::now();
+            let mut latencies = Vec::new();
+            let mut id = 1_000_000;
+            while start.elapsed() < run {
+                id += 1;
+                let sent = Instant::now();
+                conn.call(&session, op, id)
+                    .await
+                    .unwrap_or_else(|e| panic!("call: {e}"));
+                latencies.push(sent.elapsed());
+            }
+            let end = Instant::now();
+            conn.close(&session).await;
+            (start, end, latencies)
+        });
+    }
+    let results = tasks.join_all().await;
+    let cpu_at_end = procs.sample();
+    let start = results.iter().map(|r| r.0).min().unwrap();
+    let end = results.iter().map(|r| r.1).max().unwrap();
+    let calls: usize = results.iter().map(|r| r.2.len()).sum();
+    let mut run = Run::of(results.into_iter().flat_map(|r| r.2).collect(), end - start);
+    let cpu_at_start = cpu_at_start.get().unwrap();
+    run.cpu = Some([0, 1, 2].map(|i| (cpu_at_end[i] - cpu_at_start[i]) * 1e6 / calls as f64));
+    run
+}
+
+struct Paced {
+    run: Run,
+    late_p99: f64,
+}
+
+impl Paced {
+    fn row(&self, path: &str, rate: f64) {
+        println!(
+            "{path:<8} {rate:>8.0} {:>11.0} {:>9.0} {:>9.0} {:>12.0}",
+            self.run.per_sec, self.run.p50, self.run.p99, self.late_p99
+        );
+    }
+}
+
+/// Calls sent on a fixed schedule at `rate` calls/s (open loop), spread over `config.paced_workers`
+/// sessions, for `config.paced_run`.
+async fn paced(endpoint: &dyn Fn(usize) -> Endpoint, rate: f64, config: &Config) -> Paced {
+    let total = (rate * config.paced_run.as_secs_f64()) as usize;
+    let workers = config.paced_workers;
+    let barrier = Arc::new(Barrier::new(workers));
+    let next = Arc::new(AtomicUsize::new(0));
+    let start = Arc::new(OnceLock::new());
+    let mut tasks = JoinSet::new();
+    for i in 0..workers {
+        let mut conn = Conn::new(endpoint(i));
+        let (barrier, next, start, warmup) = (
+            Arc::clone(&barrier),
+            Arc::clone(&next),
+            Arc::clone(&start),
+            config.warmup,
+        );
+        tasks.spawn(async move {
+            let session = conn.open().await.unwrap_or_else(|e| panic!("open a session: {e}"));
+            for id in 0..warmup.min(10) as u64 {
+                conn.call(&session, Op::Echo, id)
+                    .await
+                    .unwrap_or_else(|e| panic!("warm-up call: {e}"));
+            }
+            barrier.wait().await;
+            let start = *start.get_or_init(|| Instant::now() + Duration::from_millis(20));
+            let (mut latencies, mut late) = (Vec::new(), Vec::new());
+            loop {
+                let k = next.fetch_add(1, Ordering::Relaxed);
+                if k >= total {
+                    break;
+                }
+                let at = start + Duration::from_secs_f64(k as f64 / rate);
+                tokio::time::sleep_until(at.into()).await;
+                let sent = Instant::now();
+                conn.call(&session, Op::Echo, k as u64 + 1_000_000)
+                    .await
+                    .unwrap_or_else(|e| panic!("call: {e}"));
+                latencies.push(sent.elapsed());
+                late.push(sent.saturating_duration_since(at));
+            }
+            let end = Instant::now();
+            conn.close(&session).await;
+            (start, end, latencies, late)
+        });
+    }
+    let results = tasks.join_all().await;
+    let start = results[0].0;
+    let end = results.iter().map(|r| r.1).max().unwrap();
+    let mut late: Vec<Duration> = results.iter().flat_map(|r| r.3.iter().copied()).collect();
+    late.sort_unstable();
+    let late_p99 = late
+        .get((late.len() * 99 / 100).min(late.len().saturating_sub(1)))
+        .map_or(0.0, |d| d.as_secs_f64() * 1e6);
+    Paced {
+        run: Run::of(results.into_iter().flat_map(|r| r.2).collect(), end - start),
+        late_p99,
+    }
+}
+
+/// p50 and p99 (µs) of writing 256 bytes and `fdatasync`ing them, `n` times.
+fn fsync_latency(path: &Path, n: usize) -> (f64, f64) {
+    let mut file = std::fs::File::create(path).unwrap();
+    let mut samples = Vec::with_capacity(n);
+    for _ in 0..n {
+        let started = Instant::now();
+        file.write_all(&[b'x'; 256]).unwrap();
+        file.sync_data().unwrap();
+        samples.push(started.elapsed());
+    }
+    let run = Run::of(samples, Duration::from_secs(1));
+    (run.p50, run.p99)
+}
+
+/// Opens `per_agent` sessions for each agent (one connection per agent), calls once on each, then
+/// again, reporting errors and the server's RSS along the way.
+async fn hold_sessions(warden: &Warden, tokens: &[String], per_agent: usize) {
+    let url = format!("{}/mcp/everything", warden.url);
+    let total = tokens.len() * per_agent;
+    println!(
+        "{total} sessions held at once: {} agents × {per_agent} (per-agent cap 64), one connection per agent",
+        tokens.len()
+    );
+    let before = warden.rss_mib();
+    let started = Instant::now();
+    let mut tasks = JoinSet::new();
+    for token in tokens {
+        let mut conn = Conn::new(Endpoint::new(&url, Some(token)));
+        tasks.spawn(async move {
+            let mut sessions = Vec::with_capacity(per_agent);
+            for _ in 0..per_agent {
+                sessions.push(conn.open().await.unwrap_or_else(|e| panic!("open a session: {e}")));
+            }
+            for (id, session) in sessions.iter().enumerate() {
+                conn.call(session, Op::Echo, id as u64)
+                    .await
+                    .unwrap_or_else(|e| panic!("first call: {e}"));
+            }
+            (conn, sessions)
+        });
+    }
+    let held = tasks.join_all().await;
+    let opened = started.elapsed();
+    let after_open = warden.rss_mib();
+
+    let started = Instant::now();
+    let mut tasks = JoinSet::new();
+    for (mut conn, sessions) in held {
+        tasks.spawn(async move {
+            for (id, session) in sessions.iter().enumerate() {
+                conn.call(session, Op::Echo, 1_000 + id as u64)
+                    .await
+                    .unwrap_or_else(|e| panic!("second call (was the session dropped?): {e}"));
+            }
+            (conn, sessions)
+        });
+    }
+    let held = tasks.join_all().await;
+    let second = started.elapsed();
+    let after_second = warden.rss_mib();
+
+    let mut tasks = JoinSet::new();
+    for (mut conn, sessions) in held {
+        tasks.spawn(async move {
+            for session in &sessions {
+                conn.close(session).await;
+            }
+        });
+    }
+    tasks.join_all().await;
+    let after_close = warden.rss_mib();
+    println!(
+        "  opened {total} sessions + 1 call each in {:.2} s, a second call on each in {:.2} s: 0 errors",
+        opened.as_secs_f64(),
+        second.as_secs_f64()
+    );
+    println!(
+        "  warden RSS: before {before:.1} MiB, after opening {after_open:.1} MiB, after the second round \
+         {after_second:.1} MiB, after closing them {after_close:.1} MiB"
+    );
+}
