@@ -34,6 +34,7 @@ const GENERIC: &[&str] = &[
     "server-sse-multiple-streams",
     "resources-list",
     "prompts-list",
+    "dns-rebinding-protection",
 ];
 
 /// Scenarios that pass when the upstream has the reference server's tools.
