@@ -15,6 +15,7 @@ use crate::cli::{
 };
 use crate::client::{Client, encode_segment};
 use crate::output;
+use warden_server::{say, shutdown_signal};
 
 const AGENT_FIELDS: &[&str] = &[
     "id",
@@ -164,7 +165,7 @@ async fn run_gateway(args: GatewayArgs, token: String) -> anyhow::Result<()> {
     ));
     say(format_args!("warden: gateway listening on http://{addr}"));
     let served = axum::serve(listener, gateway.router())
-        .with_graceful_shutdown(shutdown_signal())
+        .with_graceful_shutdown(gateway_shutdown())
         .await;
     gateway.shutdown().await;
     if let Err(err) = audit.flush(Duration::from_secs(5)).await {
@@ -175,34 +176,12 @@ async fn run_gateway(args: GatewayArgs, token: String) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Resolves on SIGTERM or Ctrl-C.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        () = ctrl_c => {},
-        () = term => {},
-    }
+/// Resolves on SIGTERM or Ctrl-C, announcing it.
+async fn gateway_shutdown() {
+    shutdown_signal().await;
     say(format_args!(
         "warden: gateway shutting down; finishing in-flight requests"
     ));
-}
-
-/// Prints a line for the operator; a closed stdout must never stop the gateway.
-fn say(line: std::fmt::Arguments<'_>) {
-    use std::io::Write;
-    let mut stdout = std::io::stdout().lock();
-    let _ = writeln!(stdout, "{line}");
-    let _ = stdout.flush();
 }
 
 fn team(client: &Client, json: bool, cmd: TeamCommand) -> anyhow::Result<()> {

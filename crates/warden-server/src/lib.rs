@@ -25,7 +25,7 @@ pub use clock::parse_offset;
 pub use credentials::{Credentials, TokenPolicy};
 pub use error::ApiError;
 pub use policy::PolicyState;
-pub use serve::{MAX_TOKEN_TTL_SECS, ServeConfig, ServeError, serve};
+pub use serve::{MAX_TOKEN_TTL_SECS, ServeConfig, ServeError, say, serve, shutdown_signal};
 pub use state::AppState;
 
 /// The largest request body the API accepts.

@@ -157,7 +157,7 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
     let app = crate::router(state);
     say(format_args!("warden: listening on http://{addr}"));
     axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
+        .with_graceful_shutdown(announce_shutdown())
         .await
         .map_err(|e| ServeError::Other(format!("server failed: {e}")))?;
     gateway.shutdown().await;
@@ -278,7 +278,8 @@ async fn bootstrap_admin_token(store: &Store, dir: &Path) -> Result<(), ServeErr
     Ok(())
 }
 
-async fn shutdown_signal() {
+/// Resolves on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };
@@ -294,11 +295,15 @@ async fn shutdown_signal() {
         () = ctrl_c => {},
         () = term => {},
     }
+}
+
+async fn announce_shutdown() {
+    shutdown_signal().await;
     say(format_args!("warden: shutting down; finishing in-flight requests"));
 }
 
 /// Prints a line for the operator; a closed stdout must never stop the server.
-fn say(line: std::fmt::Arguments<'_>) {
+pub fn say(line: std::fmt::Arguments<'_>) {
     let mut stdout = std::io::stdout().lock();
     let _ = writeln!(stdout, "{line}");
     let _ = stdout.flush();

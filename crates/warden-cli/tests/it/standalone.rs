@@ -13,36 +13,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::support::{Api, Server, WARDEN, enc, stderr};
-
-const NO_SECRETS: &str = r#"@id("no-secret-echo")
-@message("echo may not repeat secrets")
-forbid (principal, action == Warden::Action::"call_tool", resource == Warden::Tool::"everything/echo")
-  when { context.arguments.hasTag("message") && context.arguments.getTag("message") like "*secret*" };
-"#;
-
-fn everything() -> String {
-    let peers = std::env::var("WARDEN_TEST_NODE_PEERS")
-        .unwrap_or_else(|_| panic!("WARDEN_TEST_NODE_PEERS is not set: run the tests with `bash scripts/test.sh`"));
-    format!("{peers}/node_modules/@modelcontextprotocol/server-everything/dist/index.js")
-}
-
-fn python_client(url: &str, token: &str, steps: Value) -> Vec<Value> {
-    let python = std::env::var("WARDEN_TEST_PYTHON")
-        .unwrap_or_else(|_| panic!("WARDEN_TEST_PYTHON is not set: run the tests with `bash scripts/test.sh`"));
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peers/mcp_client.py");
-    let out = Command::new(python)
-        .arg(script)
-        .arg(url)
-        .arg(token)
-        .arg(steps.to_string())
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
+use crate::support::{Api, NO_SECRET_ECHO as NO_SECRETS, Server, WARDEN, enc, everything, python_client, stderr};
 
 /// A free loopback port (released again, so a server can take it and take it again after a restart).
 fn free_port() -> u16 {

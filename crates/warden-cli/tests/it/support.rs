@@ -233,3 +233,36 @@ pub fn stdout(out: &Output) -> String {
 pub fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
+
+/// A guardrail on server-everything's `echo`: no message containing "secret".
+pub const NO_SECRET_ECHO: &str = r#"@id("no-secret-echo")
+@message("echo may not repeat secrets")
+forbid (principal, action == Warden::Action::"call_tool", resource == Warden::Tool::"everything/echo")
+  when { context.arguments.hasTag("message") && context.arguments.getTag("message") like "*secret*" };
+"#;
+
+/// The entry point of `@modelcontextprotocol/server-everything`, installed by `scripts/test.sh`.
+pub fn everything() -> String {
+    let peers = std::env::var("WARDEN_TEST_NODE_PEERS")
+        .unwrap_or_else(|_| panic!("WARDEN_TEST_NODE_PEERS is not set: run the tests with `bash scripts/test.sh`"));
+    format!("{peers}/node_modules/@modelcontextprotocol/server-everything/dist/index.js")
+}
+
+/// Runs the Python `mcp` SDK client (`tests/peers/mcp_client.py`) against `url` and returns one JSON
+/// value per step.
+pub fn python_client(url: &str, token: &str, steps: Value) -> Vec<Value> {
+    let python = std::env::var("WARDEN_TEST_PYTHON")
+        .unwrap_or_else(|_| panic!("WARDEN_TEST_PYTHON is not set: run the tests with `bash scripts/test.sh`"));
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peers/mcp_client.py");
+    let out = Command::new(python)
+        .arg(script)
+        .arg(url)
+        .arg(token)
+        .arg(steps.to_string())
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
