@@ -69,10 +69,14 @@ pub fn narrow_to_token(decision: Decision, token_scopes: &[&str]) -> Decision {
         return Decision {
             allow: false,
             policy_ids: Vec::new(),
-            reason: format!(
-                "the token carries scopes `{}`, none of which covers this tool (the agent's other grants do)",
-                token_scopes.join(" ")
-            ),
+            reason: if token_scopes.is_empty() {
+                "the token carries no scopes, so it covers no tool (the agent's grants cover this one)".to_owned()
+            } else {
+                format!(
+                    "the token carries scopes `{}`, none of which covers this tool (the agent's other grants do)",
+                    token_scopes.join(" ")
+                )
+            },
         };
     }
     Decision {

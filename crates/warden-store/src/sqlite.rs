@@ -700,15 +700,7 @@ impl SqliteStore {
         let conn = self.lock()?;
         let mut stmt =
             conn.prepare("SELECT id, message, text, created_by, created_at FROM guardrails ORDER BY created_at, id")?;
-        let rows = stmt.query_map([], |row| {
-            Ok(GuardrailRecord {
-                id: row.get(0)?,
-                message: row.get(1)?,
-                text: row.get(2)?,
-                created_by: row.get(3)?,
-                created_at: row.get(4)?,
-            })
-        })?;
+        let rows = stmt.query_map([], guardrail_row)?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
@@ -718,15 +710,7 @@ impl SqliteStore {
                 .query_row(
                     "SELECT id, message, text, created_by, created_at FROM guardrails WHERE id = ?1",
                     [id],
-                    |row| {
-                        Ok(GuardrailRecord {
-                            id: row.get(0)?,
-                            message: row.get(1)?,
-                            text: row.get(2)?,
-                            created_by: row.get(3)?,
-                            created_at: row.get(4)?,
-                        })
-                    },
+                    guardrail_row,
                 )
                 .optional()?
                 .ok_or_else(|| StoreError::NotFound {
@@ -1169,6 +1153,16 @@ fn insert_agent(tx: &Transaction<'_>, agent: &Agent, secret_hash: Option<&[u8; 3
         ],
     )?;
     Ok(())
+}
+
+fn guardrail_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<GuardrailRecord> {
+    Ok(GuardrailRecord {
+        id: row.get(0)?,
+        message: row.get(1)?,
+        text: row.get(2)?,
+        created_by: row.get(3)?,
+        created_at: row.get(4)?,
+    })
 }
 
 fn team_exists(conn: &Connection, name: &Name) -> Result<bool, StoreError> {

@@ -182,7 +182,7 @@ async fn an_agent_without_grants_sees_nothing_and_a_narrow_token_narrows() {
     assert!(narrow.tool_names("/mcp/everything").await.is_empty());
     let reply = narrow.call("/mcp/everything", "echo", json!({"message": "hi"})).await;
     assert!(
-        text(&reply.body["result"]).contains("the token's scopes do not cover"),
+        text(&reply.body["result"]).contains("the token carries no scopes, so it covers no tool"),
         "{}",
         reply.raw
     );

@@ -121,7 +121,8 @@ impl ControlPlane for TestControl {
 
     fn decide(&self, identity: &AgentIdentity, call: &ToolCall) -> Decision {
         let decision = self.engine.read().unwrap().authorize_call(call);
-        narrow_to_token(decision, &identity.scopes)
+        let scopes: Vec<&str> = identity.scopes.iter().map(String::as_str).collect();
+        warden_gateway::narrow_to_token(decision, &scopes)
     }
 
     fn servers(&self) -> Vec<UpstreamSpec> {
@@ -135,35 +136,6 @@ impl ControlPlane for TestControl {
 
     fn now(&self) -> (u8, Weekday) {
         (10, Weekday::Wednesday)
-    }
-}
-
-/// An allow stands only if a grant of a scope the token carries allowed it (as warden-server does).
-fn narrow_to_token(decision: Decision, token_scopes: &[String]) -> Decision {
-    if !decision.allow {
-        return decision;
-    }
-    let by_token: Vec<String> = decision
-        .policy_ids
-        .iter()
-        .filter(|id| {
-            id.strip_prefix("grant/")
-                .and_then(|rest| rest.split('/').next())
-                .is_some_and(|scope| token_scopes.iter().any(|s| s == scope))
-        })
-        .cloned()
-        .collect();
-    if by_token.is_empty() {
-        return Decision {
-            allow: false,
-            policy_ids: Vec::new(),
-            reason: "the token's scopes do not cover this tool".to_owned(),
-        };
-    }
-    Decision {
-        allow: true,
-        policy_ids: by_token,
-        reason: decision.reason,
     }
 }
 
