@@ -328,7 +328,28 @@ impl Shared {
                 (spec, tool.to_owned())
             }
         };
-        self.check_tool_exists(spec, &tool).await?;
+        if let Err(err) = self.check_tool_exists(spec, &tool).await {
+            // A call to a tool the server does not offer is still a call: it is recorded (as a
+            // deny), so probing for tools leaves a trace in the audit trail.
+            let record = CallRecord {
+                identity,
+                session: exchange.session.as_deref(),
+                server: spec.name.as_str(),
+                tool: &tool,
+                call_id: random_hex(16).unwrap_or_else(|| format!("{}-{}", now_ms(), identity.token_id)),
+            };
+            let unknown = Decision {
+                allow: false,
+                policy_ids: Vec::new(),
+                reason: format!("the MCP server `{}` offers no tool `{}`", spec.name, excerpt(&tool)),
+            };
+            if let Err(audit_err) = self.audit.record(record.decision(&unknown)).await {
+                tracing::error!(call_id = %record.call_id, error = %audit_err, "cannot record a call to an unknown tool");
+            }
+            self.record(record.outcome(CallStatus::Denied, Some(unknown.reason.clone()), Instant::now()))
+                .await;
+            return Err(err);
+        }
 
         let (hour, weekday) = self.control.now();
         let call = ToolCall {

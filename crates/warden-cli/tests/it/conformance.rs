@@ -189,15 +189,22 @@ fn the_gateway_passes_the_conformance_scenarios_it_should() {
 
     // The suite's calls were decided and recorded like any agent's, the tool error as an error.
     let events = admin.get("/v1/events?limit=10000").body;
-    let recorded = |kind: &str, tool: &str| {
+    let recorded_on = |server: &str, kind: &str, tool: &str| {
         events
             .as_array()
             .unwrap()
             .iter()
-            .filter(|e| e["after"]["kind"] == kind && e["after"]["tool"] == tool)
+            .filter(|e| e["after"]["kind"] == kind && e["after"]["tool"] == tool && e["after"]["server"] == server)
             .cloned()
             .collect::<Vec<_>>()
     };
+    let recorded = |kind: &str, tool: &str| recorded_on("conformance", kind, tool);
+    // Calls to tools server-everything does not offer are refused, and recorded as denies all the same.
+    let unknown = recorded_on("everything", "decision", "test_simple_text");
+    assert!(
+        !unknown.is_empty() && unknown.iter().all(|e| e["after"]["decision"] == "deny"),
+        "{unknown:?}"
+    );
     for tool in ["test_simple_text", "test_multiple_content_types", "test_error_handling"] {
         let decisions = recorded("decision", tool);
         assert!(

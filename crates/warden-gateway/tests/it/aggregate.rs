@@ -79,7 +79,9 @@ async fn one_endpoint_for_every_permitted_server() {
             "web/get-sum allow",
             "everything/echo allow",
             "hidden/echo deny",
-            "web/echo deny"
+            "web/echo deny",
+            // Calls to tools the server does not offer are recorded as denies too.
+            "web/no-such-tool deny"
         ]
     );
 

@@ -109,6 +109,9 @@ async fn lists_granted_tools_forwards_allowed_calls_and_denies_the_rest() {
         ("outcome", "echo", "denied"),
         ("decision", "get-env", "deny"),
         ("outcome", "get-env", "denied"),
+        // A call to a tool the server does not offer is refused and recorded all the same.
+        ("decision", "no-such-tool", "deny"),
+        ("outcome", "no-such-tool", "denied"),
     ]
     .map(|(a, b, c)| (a.to_owned(), b.to_owned(), c.to_owned()));
     assert_eq!(summary, expected);

@@ -77,9 +77,12 @@ async fn python_sdk_in_both_protocol_eras() {
         .iter()
         .map(|e| e["kind"].as_str().unwrap().to_owned())
         .collect();
+    // Four calls, the last to a tool the server does not offer: each has a decision and an outcome.
     assert_eq!(
         kinds,
-        ["decision", "outcome", "decision", "outcome", "decision", "outcome"]
+        [
+            "decision", "outcome", "decision", "outcome", "decision", "outcome", "decision", "outcome"
+        ]
     );
 
     // `legacy`: the 2025-11-25 handshake and a session, ended with DELETE.
@@ -123,13 +126,15 @@ async fn python_sdk_in_both_protocol_eras() {
         .audit
         .events()
         .iter()
-        .skip(6)
+        .skip(8)
         .map(|e| e["kind"].as_str().unwrap().to_owned())
         .collect();
     assert_eq!(
         kinds,
         [
             "session_opened",
+            "decision",
+            "outcome",
             "decision",
             "outcome",
             "decision",
