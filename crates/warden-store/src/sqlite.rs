@@ -401,16 +401,7 @@ impl SqliteStore {
                 created_at: now.clone(),
                 updated_at: now,
             };
-            insert_agent(tx, &agent, new.secret_hash.as_ref())?;
-            record(
-                tx,
-                actor,
-                "agent.register",
-                "agent",
-                agent.id.as_str(),
-                None::<&Agent>,
-                Some(&agent),
-            )?;
+            register_agent_row(tx, actor, &agent, new.secret_hash.as_ref())?;
             Ok(agent)
         })
     }
@@ -957,16 +948,7 @@ impl SqliteStore {
                         created_at: now.clone(),
                         updated_at: now,
                     };
-                    insert_agent(tx, &agent, None)?;
-                    record(
-                        tx,
-                        actor,
-                        "agent.register",
-                        "agent",
-                        agent.id.as_str(),
-                        None::<&Agent>,
-                        Some(&agent),
-                    )?;
+                    register_agent_row(tx, actor, &agent, None)?;
                     agent
                 }
             };
@@ -1132,7 +1114,13 @@ fn record<B: Serialize, A: Serialize>(
     Ok(())
 }
 
-fn insert_agent(tx: &Transaction<'_>, agent: &Agent, secret_hash: Option<&[u8; 32]>) -> Result<(), StoreError> {
+/// Inserts a new agent and records its `agent.register` event, in the caller's transaction.
+fn register_agent_row(
+    tx: &Transaction<'_>,
+    actor: &Actor,
+    agent: &Agent,
+    secret_hash: Option<&[u8; 32]>,
+) -> Result<(), StoreError> {
     tx.execute(
         "INSERT INTO agents (id, team, name, owner, purpose, tags, status, origin, parent, secret_hash,
                              created_at, updated_at)
@@ -1152,7 +1140,15 @@ fn insert_agent(tx: &Transaction<'_>, agent: &Agent, secret_hash: Option<&[u8; 3
             agent.updated_at,
         ],
     )?;
-    Ok(())
+    record(
+        tx,
+        actor,
+        "agent.register",
+        "agent",
+        agent.id.as_str(),
+        None::<&Agent>,
+        Some(agent),
+    )
 }
 
 fn guardrail_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<GuardrailRecord> {
