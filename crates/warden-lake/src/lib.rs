@@ -1,0 +1,21 @@
+//! Warden's audit lake: every audit event of every agent, in one OCSF-compatible format, durable
+//! before it is acknowledged, tamper-evident, and stored as Parquet any engine reads.
+//!
+//! - `event`: the OCSF 1.8 event with the `warden` extension, its constructors and canonical bytes.
+//! - `wal`: the group-commit write-ahead log (preallocated segments, CRC-framed, torn-tail recovery).
+//! - `merkle`: the RFC 9162 tree over canonical event bytes, with inclusion/consistency/range proofs.
+//! - `checkpoint`: the log key and C2SP signed checkpoints.
+//! - `schema`: the flat Arrow/Parquet columns of the `events` table.
+
+pub mod checkpoint;
+pub mod event;
+pub mod merkle;
+mod schema;
+mod wal;
+
+pub use checkpoint::{LogKey, NoteError, SignedCheckpoint, VerifierKey};
+pub use event::{
+    AccessChange, AuditEvent, Credential, Decision, EntityAction, EntityChange, EntityKind, Finding, ModelUsage,
+    Subject, ToolCall,
+};
+pub use schema::arrow_schema;
