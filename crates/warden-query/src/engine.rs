@@ -1,0 +1,541 @@
+//! [`QueryEngine`]: SQL over the table `events` = the sealed Parquet segments of the lake ∪ the
+//! events not sealed yet (the tail), with team visibility, read-only statements and bounds.
+//!
+//! # How `events` is assembled
+//!
+//! `events` is a [`LakeTable`], a table provider that re-reads its sources at every scan, so a query
+//! sees the segments sealed a moment ago and the events acknowledged a moment ago:
+//!
+//! 1. it takes a snapshot of the tail first (the batches the lake's writer holds in memory);
+//! 2. then lists `<lake>/events/**/*.parquet` (names starting with `.` or `_` are in-flight files and
+//!    are skipped) and reads the largest `seq` of each segment from its footer statistics (cached
+//!    per file by size and modification time);
+//! 3. keeps only the tail rows with `seq` above the largest sealed `seq`.
+//!
+//! If a seal happens between 1 and 2, its rows are in both the snapshot and the new file, and step 3
+//! drops them from the snapshot: nothing is counted twice. Nothing is lost either, provided the lake
+//! makes a segment visible (rename) before it removes its rows from the tail, which is the order a
+//! crash-safe seal uses anyway. A query that names `events` twice (a self-join) scans twice, each
+//! scan consistent in itself.
+//!
+//! # Visibility
+//!
+//! For [`Visibility::Team`] the session holds, under the name `events`, only a view: the lake table
+//! filtered on the team column. The unfiltered table is never registered under any name, the
+//! information schema is off, URL tables are off, and only one read-only statement is accepted, so
+//! no SQL text reaches other teams' rows.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+use datafusion::arrow::array::{AsArray, Int64Array, RecordBatch};
+use datafusion::arrow::compute::filter_record_batch;
+use datafusion::arrow::compute::kernels::cmp::gt;
+use datafusion::arrow::datatypes::{DataType, Int64Type, SchemaRef};
+use datafusion::catalog::{MemTable, Session, TableProvider};
+use datafusion::common::Column;
+use datafusion::datasource::file_format::parquet::ParquetFormat;
+use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl};
+use datafusion::error::{DataFusionError, Result as DfResult};
+use datafusion::execution::SessionStateBuilder;
+use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
+use datafusion::logical_expr::{Expr, LogicalPlan, TableProviderFilterPushDown, TableType, lit};
+use datafusion::parquet::file::metadata::ParquetMetaDataReader;
+use datafusion::parquet::file::statistics::Statistics;
+use datafusion::physical_plan::ExecutionPlan;
+use datafusion::physical_plan::empty::EmptyExec;
+use datafusion::physical_plan::union::UnionExec;
+use datafusion::prelude::{SQLOptions, SessionConfig, SessionContext};
+use datafusion::sql::parser::{DFParserBuilder, Statement as DfStatement};
+use datafusion::sql::sqlparser::ast::Statement as SqlStatement;
+use datafusion::sql::sqlparser::dialect::GenericDialect;
+
+use crate::error::QueryError;
+use crate::output::QueryResult;
+use crate::registry::Registry;
+
+/// The column every event carries its owning team in.
+pub const TEAM_COLUMN: &str = "team";
+/// The column holding an event's position in the log (the Merkle leaf index).
+pub const SEQ_COLUMN: &str = "seq";
+/// The table name the SQL sees.
+pub const EVENTS_TABLE: &str = "events";
+
+/// The events not sealed into Parquet yet, as Arrow batches with the lake's schema. Called once per
+/// scan of `events`; it must return quickly (a copy of `Arc`s).
+pub type TailSource = Arc<dyn Fn() -> Vec<RecordBatch> + Send + Sync>;
+
+/// Whose events a query may see.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Visibility {
+    /// Every team's (platform-admins, auditors).
+    All,
+    /// One team's (its team-admins).
+    Team(String),
+}
+
+/// Bounds on one query.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Most rows a result may have; a larger result is an error, never silently cut.
+    pub max_rows: usize,
+    /// Memory all running queries together may use for joins, sorts and aggregates.
+    pub memory_bytes: usize,
+    /// Longest a query may run, planning included.
+    pub timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_rows: 100_000,
+            memory_bytes: 1 << 30,
+            timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// SQL over one audit lake. Cheap to clone; queries may run concurrently.
+#[derive(Clone)]
+pub struct QueryEngine {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    table: Arc<LakeTable>,
+    runtime: Arc<RuntimeEnv>,
+    limits: Limits,
+}
+
+impl fmt::Debug for QueryEngine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("QueryEngine")
+            .field("lake", &self.inner.table.root)
+            .field("limits", &self.inner.limits)
+            .finish_non_exhaustive()
+    }
+}
+
+impl QueryEngine {
+    /// An engine over the lake at `lake_root` (segments under `lake_root/events/`), the tail, and the
+    /// lake's Arrow schema (`warden_lake::arrow_schema()`), with default [`Limits`].
+    pub fn new(lake_root: impl Into<PathBuf>, schema: SchemaRef, tail: TailSource) -> Result<Self, QueryError> {
+        Self::with_limits(lake_root, schema, tail, Limits::default())
+    }
+
+    /// Like [`QueryEngine::new`] with explicit bounds.
+    pub fn with_limits(
+        lake_root: impl Into<PathBuf>,
+        schema: SchemaRef,
+        tail: TailSource,
+        limits: Limits,
+    ) -> Result<Self, QueryError> {
+        let root = lake_root.into();
+        for (name, want) in [(TEAM_COLUMN, None), (SEQ_COLUMN, Some(DataType::Int64))] {
+            let field = schema
+                .field_with_name(name)
+                .map_err(|_| QueryError::Internal(format!("the lake schema has no `{name}` column")))?;
+            if let Some(want) = want
+                && field.data_type() != &want
+            {
+                return Err(QueryError::Internal(format!(
+                    "the lake schema's `{name}` column is {}, expected {want}",
+                    field.data_type()
+                )));
+            }
+        }
+        if root.to_string_lossy().contains(['*', '?', '[']) {
+            return Err(QueryError::Lake {
+                path: root.display().to_string(),
+                detail: "the lake path may not contain `*`, `?` or `[`; move the lake".to_owned(),
+            });
+        }
+        let runtime = RuntimeEnvBuilder::new()
+            .with_memory_limit(limits.memory_bytes, 1.0)
+            .build_arc()
+            .map_err(|e| QueryError::Internal(e.to_string()))?;
+        let table = Arc::new(LakeTable {
+            root,
+            schema,
+            tail,
+            seq_cache: Mutex::new(HashMap::new()),
+        });
+        Ok(Self {
+            inner: Arc::new(Inner { table, runtime, limits }),
+        })
+    }
+
+    /// The Arrow schema of `events`.
+    pub fn schema(&self) -> SchemaRef {
+        self.inner.table.schema.clone()
+    }
+
+    /// Runs one read-only SQL statement over `events` as seen by `scope`.
+    pub async fn sql(&self, sql: &str, scope: &Visibility) -> Result<QueryResult, QueryError> {
+        self.run(sql, scope, None).await
+    }
+
+    /// Like [`QueryEngine::sql`], with the registry's `agents` and `grants` tables beside `events`
+    /// (see [`Registry`]); for a team, those too hold only the team's rows.
+    pub async fn sql_with_registry(
+        &self,
+        sql: &str,
+        scope: &Visibility,
+        registry: &Registry,
+    ) -> Result<QueryResult, QueryError> {
+        self.run(sql, scope, Some(registry)).await
+    }
+
+    async fn run(&self, sql: &str, scope: &Visibility, registry: Option<&Registry>) -> Result<QueryResult, QueryError> {
+        let limits = &self.inner.limits;
+        let tables: &[&str] = if registry.is_some() {
+            &[
+                EVENTS_TABLE,
+                crate::registry::AGENTS_TABLE,
+                crate::registry::GRANTS_TABLE,
+            ]
+        } else {
+            &[EVENTS_TABLE]
+        };
+        check_statement(sql)?;
+        let work = async {
+            let ctx = self.session(scope, registry)?;
+            let options = SQLOptions::new()
+                .with_allow_ddl(false)
+                .with_allow_dml(false)
+                .with_allow_statements(false);
+            let df = ctx.sql_with_options(sql, options).await?;
+            let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
+            // One row past the limit tells "too many" from "exactly the limit". EXPLAIN must stay the
+            // root of its plan (and is small).
+            let df = match df.logical_plan() {
+                LogicalPlan::Explain(_) | LogicalPlan::Analyze(_) => df,
+                _ => df.limit(0, Some(limits.max_rows.saturating_add(1)))?,
+            };
+            let batches = df.collect().await?;
+            Ok::<_, DataFusionError>((schema, batches))
+        };
+        let (schema, batches) = match tokio::time::timeout(limits.timeout, work).await {
+            Err(_) => {
+                return Err(QueryError::Timeout {
+                    seconds: limits.timeout.as_secs(),
+                });
+            }
+            Ok(Err(e)) => {
+                return Err(match QueryError::from_datafusion(e, tables) {
+                    QueryError::Memory { detail, .. } => QueryError::Memory {
+                        limit_mib: limits.memory_bytes >> 20,
+                        detail,
+                    },
+                    other => other,
+                });
+            }
+            Ok(Ok(v)) => v,
+        };
+        let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
+        if rows > limits.max_rows {
+            return Err(QueryError::TooManyRows { limit: limits.max_rows });
+        }
+        Ok(QueryResult::new(schema, batches))
+    }
+
+    /// A fresh session holding only what `scope` may see.
+    fn session(&self, scope: &Visibility, registry: Option<&Registry>) -> Result<SessionContext, DataFusionError> {
+        let mut config = SessionConfig::new().with_information_schema(false);
+        config.options_mut().sql_parser.dialect = datafusion::config::Dialect::Generic;
+        let state = SessionStateBuilder::new()
+            .with_config(config)
+            .with_runtime_env(self.inner.runtime.clone())
+            .with_default_features()
+            .build();
+        let ctx = SessionContext::new_with_state(state);
+        let table: Arc<dyn TableProvider> = self.inner.table.clone();
+        match scope {
+            Visibility::All => {
+                ctx.register_table(EVENTS_TABLE, table)?;
+            }
+            Visibility::Team(team) => {
+                let view = ctx
+                    .read_table(table)?
+                    .filter(Expr::Column(Column::new_unqualified(TEAM_COLUMN)).eq(lit(team.as_str())))?
+                    .into_view();
+                ctx.register_table(EVENTS_TABLE, view)?;
+            }
+        }
+        if let Some(registry) = registry {
+            registry.register(&ctx, scope)?;
+        }
+        Ok(ctx)
+    }
+}
+
+/// Refuses anything but exactly one read-only query before DataFusion plans it. DataFusion's
+/// `SQLOptions` check the plan again; this gives the caller a precise message first.
+fn check_statement(sql: &str) -> Result<(), QueryError> {
+    let dialect = GenericDialect {};
+    let mut statements = DFParserBuilder::new(sql)
+        .with_dialect(&dialect)
+        .with_recursion_limit(50)
+        .build()
+        .and_then(|mut parser| parser.parse_statements())
+        .map_err(|e| QueryError::from_datafusion(e, &[]))?;
+    match statements.len() {
+        0 => {
+            return Err(QueryError::Statements(
+                "the query is empty; write one SELECT statement".to_owned(),
+            ));
+        }
+        1 => {}
+        n => {
+            return Err(QueryError::Statements(format!(
+                "only one SQL statement is allowed per query, found {n}; remove the extra `;`-separated statements"
+            )));
+        }
+    }
+    match statements.pop_front() {
+        Some(statement) => check_read_only(&statement),
+        None => Err(QueryError::Internal("statement vanished".to_owned())),
+    }
+}
+
+fn check_read_only(statement: &DfStatement) -> Result<(), QueryError> {
+    match statement {
+        DfStatement::Statement(inner) => match inner.as_ref() {
+            SqlStatement::Query(_) => Ok(()),
+            SqlStatement::Explain { statement, .. } => match statement.as_ref() {
+                SqlStatement::Query(_) => Ok(()),
+                other => Err(QueryError::NotAllowed(first_words(&other.to_string()))),
+            },
+            other => Err(QueryError::NotAllowed(first_words(&other.to_string()))),
+        },
+        DfStatement::Explain(explain) => check_read_only(&explain.statement),
+        other => Err(QueryError::NotAllowed(first_words(&other.to_string()))),
+    }
+}
+
+/// The statement's leading keywords, enough to name it in an error.
+fn first_words(text: &str) -> String {
+    text.split_whitespace()
+        .take_while(|w| w.chars().all(|c| c.is_ascii_alphabetic() || c == '_'))
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The table `events`: the lake's sealed segments ∪ its tail, re-read at every scan.
+pub(crate) struct LakeTable {
+    root: PathBuf,
+    schema: SchemaRef,
+    tail: TailSource,
+    /// Largest `seq` per segment file, keyed by path, valid while size and mtime are unchanged.
+    seq_cache: Mutex<HashMap<PathBuf, SegmentInfo>>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct SegmentInfo {
+    len: u64,
+    modified: Option<SystemTime>,
+    max_seq: Option<i64>,
+}
+
+impl fmt::Debug for LakeTable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LakeTable")
+            .field("root", &self.root)
+            .finish_non_exhaustive()
+    }
+}
+
+impl LakeTable {
+    /// The segment files now present and the largest `seq` among them.
+    fn segments(&self) -> Result<(Vec<PathBuf>, Option<i64>), QueryError> {
+        let dir = self.root.join(EVENTS_TABLE);
+        let mut files = Vec::new();
+        collect_parquet(&dir, &mut files, 0)?;
+        files.sort();
+        let mut max_seq: Option<i64> = None;
+        for file in &files {
+            let seq = self.segment_max_seq(file)?;
+            max_seq = max_seq.max(seq);
+        }
+        Ok((files, max_seq))
+    }
+
+    fn segment_max_seq(&self, file: &Path) -> Result<Option<i64>, QueryError> {
+        let lake_err = |detail: String| QueryError::Lake {
+            path: file.display().to_string(),
+            detail,
+        };
+        let meta = std::fs::metadata(file).map_err(|e| lake_err(e.to_string()))?;
+        let key = (meta.len(), meta.modified().ok());
+        if let Ok(cache) = self.seq_cache.lock()
+            && let Some(info) = cache.get(file)
+            && (info.len, info.modified) == key
+        {
+            return Ok(info.max_seq);
+        }
+        let handle = std::fs::File::open(file).map_err(|e| lake_err(e.to_string()))?;
+        let metadata = ParquetMetaDataReader::new()
+            .parse_and_finish(&handle)
+            .map_err(|e| lake_err(format!("not a readable Parquet segment: {e}")))?;
+        let column = metadata
+            .file_metadata()
+            .schema_descr()
+            .columns()
+            .iter()
+            .position(|c| c.path().string() == SEQ_COLUMN)
+            .ok_or_else(|| lake_err(format!("the segment has no `{SEQ_COLUMN}` column")))?;
+        let mut max_seq = None;
+        for row_group in metadata.row_groups() {
+            if row_group.num_rows() == 0 {
+                continue;
+            }
+            match row_group.column(column).statistics() {
+                Some(Statistics::Int64(stats)) if stats.max_opt().is_some() => {
+                    max_seq = max_seq.max(stats.max_opt().copied());
+                }
+                _ => {
+                    return Err(lake_err(format!(
+                        "the segment has no min/max statistics for `{SEQ_COLUMN}`; rewrite it with statistics enabled"
+                    )));
+                }
+            }
+        }
+        if let Ok(mut cache) = self.seq_cache.lock() {
+            cache.insert(
+                file.to_path_buf(),
+                SegmentInfo {
+                    len: key.0,
+                    modified: key.1,
+                    max_seq,
+                },
+            );
+        }
+        Ok(max_seq)
+    }
+
+    /// The tail rows not yet in any listed segment.
+    fn tail_after(&self, sealed_max: Option<i64>, snapshot: Vec<RecordBatch>) -> DfResult<Vec<RecordBatch>> {
+        let mut out = Vec::with_capacity(snapshot.len());
+        for batch in snapshot {
+            if batch.num_rows() == 0 {
+                continue;
+            }
+            let Some(max) = sealed_max else {
+                out.push(batch);
+                continue;
+            };
+            let seq = batch
+                .column_by_name(SEQ_COLUMN)
+                .and_then(|c| c.as_primitive_opt::<Int64Type>())
+                .ok_or_else(|| DataFusionError::Internal(format!("a tail batch has no Int64 `{SEQ_COLUMN}` column")))?;
+            let keep = gt(seq, &Int64Array::new_scalar(max))?;
+            let kept = filter_record_batch(&batch, &keep)?;
+            if kept.num_rows() > 0 {
+                out.push(kept);
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Collects `*.parquet` under `dir` (the day partitions), skipping in-flight names.
+fn collect_parquet(dir: &Path, out: &mut Vec<PathBuf>, depth: usize) -> Result<(), QueryError> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && depth == 0 => return Ok(()),
+        Err(e) => {
+            return Err(QueryError::Lake {
+                path: dir.display().to_string(),
+                detail: e.to_string(),
+            });
+        }
+    };
+    for entry in entries {
+        let entry = entry.map_err(|e| QueryError::Lake {
+            path: dir.display().to_string(),
+            detail: e.to_string(),
+        })?;
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with('.') || name.starts_with('_') {
+            continue;
+        }
+        let path = entry.path();
+        let file_type = entry.file_type().map_err(|e| QueryError::Lake {
+            path: path.display().to_string(),
+            detail: e.to_string(),
+        })?;
+        if file_type.is_dir() && depth < 4 {
+            collect_parquet(&path, out, depth + 1)?;
+        } else if file_type.is_file() && name.ends_with(".parquet") {
+            if name.contains(['*', '?', '[']) {
+                return Err(QueryError::Lake {
+                    path: path.display().to_string(),
+                    detail: "a segment name may not contain `*`, `?` or `[`".to_owned(),
+                });
+            }
+            out.push(path);
+        }
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl TableProvider for LakeTable {
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+
+    fn supports_filters_pushdown(&self, filters: &[&Expr]) -> DfResult<Vec<TableProviderFilterPushDown>> {
+        // Used to prune row groups and pages; DataFusion still applies every filter above the scan.
+        Ok(vec![TableProviderFilterPushDown::Inexact; filters.len()])
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        // Tail first, then the listing: see the module documentation.
+        let snapshot = (self.tail)();
+        let (files, sealed_max) = self.segments().map_err(|e| DataFusionError::External(Box::new(e)))?;
+        let tail = self.tail_after(sealed_max, snapshot)?;
+
+        let mut inputs: Vec<Arc<dyn ExecutionPlan>> = Vec::new();
+        if !files.is_empty() {
+            let urls = files
+                .iter()
+                .map(|f| ListingTableUrl::parse(f.to_string_lossy()))
+                .collect::<DfResult<Vec<_>>>()?;
+            let options = ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
+            let config = ListingTableConfig::new_with_multi_paths(urls)
+                .with_listing_options(options)
+                .with_schema(self.schema.clone());
+            let listing = ListingTable::try_new(config)?;
+            inputs.push(listing.scan(state, projection, filters, limit).await?);
+        }
+        if !tail.is_empty() {
+            let mem = MemTable::try_new(self.schema.clone(), vec![tail])?;
+            inputs.push(mem.scan(state, projection, filters, limit).await?);
+        }
+        if inputs.is_empty() {
+            let projected = match projection {
+                Some(p) => Arc::new(self.schema.project(p)?),
+                None => self.schema.clone(),
+            };
+            return Ok(Arc::new(EmptyExec::new(projected)));
+        }
+        UnionExec::try_new(inputs)
+    }
+}

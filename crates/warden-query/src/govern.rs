@@ -1,0 +1,215 @@
+//! The governance queries behind `warden govern …`, as named, documented SQL.
+//!
+//! Each [`Report`] is one SQL statement over `events` and the registry's `agents` and `grants`
+//! tables (see [`crate::Registry`]); run it with [`run`] under the caller's [`Visibility`], so a
+//! team-admin's report covers only the team. The SQL is plain enough that DuckDB runs the same text
+//! over the same Parquet files (the benchmark does), which lets an auditor re-check any report
+//! independently.
+//!
+//! Columns used (`warden_lake::arrow_schema()`): `time_dt`, `class_uid` (6003 = API Activity: tool
+//! and model calls), `action_id` (1 allowed, 2 denied), `agent_id`, `team`, `server`, `tool`,
+//! `input_tokens`, `output_tokens`, `cost_micro_usd`.
+//!
+//! Tool patterns of grants are matched with `LIKE … ESCAPE '\'` on the `server_like` and `tool_like`
+//! columns, which [`crate::pattern_to_like`] derives from `server/tool-glob` exactly as
+//! `warden_core::ToolPattern::matches` reads it (`*` any run of characters, a literal `_` or `%`
+//! escaped). The anti-joins aggregate the events first (per agent, or per agent and tool) and then
+//! compare the few thousand groups with the registry, so their cost is one scan of the lake.
+
+use crate::{QueryEngine, QueryError, QueryResult, Registry, Visibility};
+
+/// A named governance query.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Report {
+    /// Tokens and cost per team.
+    SpendPerTeam,
+    /// The ten agents that spent the most tokens.
+    SpendPerAgentTop10,
+    /// Denied calls per team per UTC day.
+    DenialsPerTeamPerDay,
+    /// Agents seen in the lake that the registry does not know.
+    ShadowAgents,
+    /// Tool calls by registered agents that none of their grants covers.
+    ScopeDrift,
+    /// Who holds a sensitive scope, and how much they used it.
+    SensitiveScopeHolders,
+    /// Share of agents (and of their calls) created through the golden path, per team.
+    GoldenPathShare,
+}
+
+/// Every report, in the order `warden govern` documents them.
+pub const ALL: &[Report] = &[
+    Report::SpendPerTeam,
+    Report::SpendPerAgentTop10,
+    Report::DenialsPerTeamPerDay,
+    Report::ShadowAgents,
+    Report::ScopeDrift,
+    Report::SensitiveScopeHolders,
+    Report::GoldenPathShare,
+];
+
+impl Report {
+    /// The reports behind one `warden govern` subcommand (`sensitive`, `drift`, `shadow`, `spend`,
+    /// `golden-path`, and `denials`), or `None` for an unknown name.
+    pub fn for_command(command: &str) -> Option<&'static [Report]> {
+        Some(match command {
+            "sensitive" => &[Report::SensitiveScopeHolders],
+            "drift" => &[Report::ScopeDrift],
+            "shadow" => &[Report::ShadowAgents],
+            "spend" => &[Report::SpendPerTeam, Report::SpendPerAgentTop10],
+            "golden-path" => &[Report::GoldenPathShare],
+            "denials" => &[Report::DenialsPerTeamPerDay],
+            _ => return None,
+        })
+    }
+
+    /// A stable machine name (`spend_per_team`, ...).
+    pub fn name(self) -> &'static str {
+        match self {
+            Report::SpendPerTeam => "spend_per_team",
+            Report::SpendPerAgentTop10 => "spend_per_agent_top10",
+            Report::DenialsPerTeamPerDay => "denials_per_team_per_day",
+            Report::ShadowAgents => "shadow_agents",
+            Report::ScopeDrift => "scope_drift",
+            Report::SensitiveScopeHolders => "sensitive_scope_holders",
+            Report::GoldenPathShare => "golden_path_share",
+        }
+    }
+
+    /// One line saying what the report answers.
+    pub fn title(self) -> &'static str {
+        match self {
+            Report::SpendPerTeam => "token spend and cost per team",
+            Report::SpendPerAgentTop10 => "the 10 agents that spent the most tokens",
+            Report::DenialsPerTeamPerDay => "denied calls per team per UTC day",
+            Report::ShadowAgents => "agents in the audit lake that are not registered",
+            Report::ScopeDrift => "calls by registered agents to tools outside their granted scopes",
+            Report::SensitiveScopeHolders => "agents holding sensitive scopes, with their use of them",
+            Report::GoldenPathShare => "share of agents and calls from golden-path agents, per team",
+        }
+    }
+
+    /// Whether the SQL reads `agents`/`grants` (always registered by [`run`]).
+    pub fn uses_registry(self) -> bool {
+        !matches!(
+            self,
+            Report::SpendPerTeam | Report::SpendPerAgentTop10 | Report::DenialsPerTeamPerDay
+        )
+    }
+
+    /// The SQL text.
+    pub fn sql(self) -> &'static str {
+        match self {
+            // Events with token or cost data only; cost stays an exact integer of micro-USD.
+            Report::SpendPerTeam => {
+                "SELECT team, count(*) AS events, \
+                 sum(input_tokens) AS input_tokens, sum(output_tokens) AS output_tokens, \
+                 sum(coalesce(input_tokens, 0) + coalesce(output_tokens, 0)) AS total_tokens, \
+                 sum(cost_micro_usd) AS cost_micro_usd \
+                 FROM events \
+                 WHERE input_tokens IS NOT NULL OR output_tokens IS NOT NULL OR cost_micro_usd IS NOT NULL \
+                 GROUP BY team \
+                 ORDER BY total_tokens DESC, team"
+            }
+            Report::SpendPerAgentTop10 => {
+                "SELECT agent_id, team, count(*) AS events, \
+                 sum(input_tokens) AS input_tokens, sum(output_tokens) AS output_tokens, \
+                 sum(coalesce(input_tokens, 0) + coalesce(output_tokens, 0)) AS total_tokens, \
+                 sum(cost_micro_usd) AS cost_micro_usd \
+                 FROM events \
+                 WHERE input_tokens IS NOT NULL OR output_tokens IS NOT NULL OR cost_micro_usd IS NOT NULL \
+                 GROUP BY agent_id, team \
+                 ORDER BY total_tokens DESC, agent_id \
+                 LIMIT 10"
+            }
+            Report::DenialsPerTeamPerDay => {
+                "SELECT team, CAST(date_trunc('day', time_dt) AS DATE) AS day, count(*) AS denials \
+                 FROM events \
+                 WHERE action_id = 2 \
+                 GROUP BY team, CAST(date_trunc('day', time_dt) AS DATE) \
+                 ORDER BY day, team"
+            }
+            // Per-agent aggregate first, then the anti-join against the registry.
+            Report::ShadowAgents => {
+                "WITH seen AS ( \
+                   SELECT agent_id, min(team) AS team, count(*) AS events, \
+                          min(time_dt) AS first_seen, max(time_dt) AS last_seen \
+                   FROM events WHERE agent_id IS NOT NULL GROUP BY agent_id) \
+                 SELECT s.agent_id, s.team, s.events, s.first_seen, s.last_seen \
+                 FROM seen s \
+                 WHERE NOT EXISTS (SELECT 1 FROM agents a WHERE a.agent_id = s.agent_id) \
+                 ORDER BY s.events DESC, s.agent_id"
+            }
+            // Per (agent, server, tool) aggregate of tool calls, then: registered agent, and no
+            // grant of that agent whose pattern matches.
+            Report::ScopeDrift => {
+                "WITH calls AS ( \
+                   SELECT agent_id, team, server, tool, count(*) AS calls, \
+                          sum(CASE WHEN action_id = 2 THEN 1 ELSE 0 END) AS denied, \
+                          sum(CASE WHEN action_id = 1 THEN 1 ELSE 0 END) AS allowed, \
+                          max(time_dt) AS last_seen \
+                   FROM events \
+                   WHERE class_uid = 6003 AND tool IS NOT NULL AND agent_id IS NOT NULL \
+                   GROUP BY agent_id, team, server, tool) \
+                 SELECT c.agent_id, c.team, c.server, c.tool, c.calls, c.denied, c.allowed, c.last_seen \
+                 FROM calls c \
+                 WHERE EXISTS (SELECT 1 FROM agents a WHERE a.agent_id = c.agent_id) \
+                   AND NOT EXISTS (SELECT 1 FROM grants g \
+                                   WHERE g.agent_id = c.agent_id \
+                                     AND c.server LIKE g.server_like ESCAPE '\\' \
+                                     AND c.tool LIKE g.tool_like ESCAPE '\\') \
+                 ORDER BY c.calls DESC, c.agent_id, c.server, c.tool"
+            }
+            // Holders from the registry; use = allowed calls matching a pattern of that scope.
+            Report::SensitiveScopeHolders => {
+                "WITH held AS ( \
+                   SELECT DISTINCT agent_id, team, scope FROM grants WHERE sensitive), \
+                 used_tools AS ( \
+                   SELECT agent_id, server, tool, count(*) AS calls, max(time_dt) AS last_used \
+                   FROM events \
+                   WHERE class_uid = 6003 AND action_id = 1 AND tool IS NOT NULL \
+                   GROUP BY agent_id, server, tool), \
+                 used AS ( \
+                   SELECT g.agent_id, g.scope, sum(u.calls) AS calls, max(u.last_used) AS last_used \
+                   FROM used_tools u JOIN grants g \
+                     ON g.agent_id = u.agent_id \
+                    AND u.server LIKE g.server_like ESCAPE '\\' \
+                    AND u.tool LIKE g.tool_like ESCAPE '\\' \
+                   WHERE g.sensitive \
+                   GROUP BY g.agent_id, g.scope) \
+                 SELECT h.team, h.agent_id, h.scope, coalesce(u.calls, 0) AS calls, u.last_used \
+                 FROM held h LEFT JOIN used u ON u.agent_id = h.agent_id AND u.scope = h.scope \
+                 ORDER BY h.team, h.agent_id, h.scope"
+            }
+            Report::GoldenPathShare => {
+                "WITH fleet AS ( \
+                   SELECT team, count(*) AS agents, \
+                          sum(CASE WHEN origin = 'golden-path' THEN 1 ELSE 0 END) AS golden_path_agents \
+                   FROM agents WHERE status <> 'revoked' GROUP BY team), \
+                 activity AS ( \
+                   SELECT a.team, sum(e.calls) AS calls, \
+                          sum(CASE WHEN a.origin = 'golden-path' THEN e.calls ELSE 0 END) AS golden_path_calls \
+                   FROM (SELECT agent_id, count(*) AS calls FROM events \
+                         WHERE class_uid = 6003 GROUP BY agent_id) e \
+                   JOIN agents a ON a.agent_id = e.agent_id \
+                   GROUP BY a.team) \
+                 SELECT f.team, f.agents, f.golden_path_agents, \
+                        round(100.0 * f.golden_path_agents / f.agents, 1) AS agent_share_pct, \
+                        coalesce(x.calls, 0) AS calls, coalesce(x.golden_path_calls, 0) AS golden_path_calls, \
+                        CASE WHEN x.calls > 0 THEN round(100.0 * x.golden_path_calls / x.calls, 1) END AS call_share_pct \
+                 FROM fleet f LEFT JOIN activity x ON x.team = f.team \
+                 ORDER BY f.team"
+            }
+        }
+    }
+}
+
+/// Runs one report as `scope` sees the lake, with the registry snapshot `registry`.
+pub async fn run(
+    engine: &QueryEngine,
+    report: Report,
+    scope: &Visibility,
+    registry: &Registry,
+) -> Result<QueryResult, QueryError> {
+    engine.sql_with_registry(report.sql(), scope, registry).await
+}
