@@ -2,8 +2,9 @@
 # Sets up every peer the tests need, then runs every test in the workspace.
 #
 # Peers: a Python virtualenv with PyJWT (a JWT library nobody here wrote, used to verify Warden's
-# tokens from the published JWKS) and the official `mcp` SDK (an MCP client for warden-gateway's
-# tests), and Node packages (the reference MCP server `server-everything`, an upstream for
+# tokens from the published JWKS), the official `mcp` SDK (an MCP client for warden-gateway's
+# tests) and `duckdb` (a second SQL engine that reads the audit lake's Parquet files, for
+# warden-query's cross-check and benchmark), and Node packages (the reference MCP server `server-everything`, an upstream for
 # warden-mcp's and warden-gateway's tests, and `inspector-cli`, a scriptable MCP client; Node 22 with
 # the MCP conformance suite, run against warden's gateway). They live beside cargo's target directory
 # so they are reused.
