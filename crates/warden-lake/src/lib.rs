@@ -6,11 +6,15 @@
 //! - `merkle`: the RFC 9162 tree over canonical event bytes, with inclusion/consistency/range proofs.
 //! - `checkpoint`: the log key and C2SP signed checkpoints.
 //! - `schema`: the flat Arrow/Parquet columns of the `events` table.
+//! - `segment`: sealed Parquet files (day-partitioned) and the segment manifest.
+//! - `lake`: the `Lake` handle, recovery on open, the writer and sealer threads.
 
 pub mod checkpoint;
 pub mod event;
+mod lake;
 pub mod merkle;
 mod schema;
+mod segment;
 mod wal;
 
 pub use checkpoint::{LogKey, NoteError, SignedCheckpoint, VerifierKey};
@@ -18,4 +22,6 @@ pub use event::{
     AccessChange, AuditEvent, Credential, Decision, EntityAction, EntityChange, EntityKind, Finding, ModelUsage,
     Subject, ToolCall,
 };
+pub use lake::{Lake, LakeConfig, LakeError, Receipt, Snapshot};
 pub use schema::arrow_schema;
+pub use segment::{ManifestEntry, SegmentFile};

@@ -1,0 +1,1097 @@
+//! The lake: opening and recovering a lake directory, the single writer thread (group commit,
+//! sequencing, idempotency, checkpoints), the sealer thread (Parquet segments), and the public handle.
+//!
+//! Layout of a lake directory:
+//!
+//! ```text
+//! <lake>/LOCK               single-process lock
+//! <lake>/lake.json          format version and log origin
+//! <lake>/log-key.pem        the log's Ed25519 key (0600)
+//! <lake>/checkpoints.jsonl  every signed checkpoint, oldest first
+//! <lake>/manifest.jsonl     one line per seal (see `segment`)
+//! <lake>/wal/               WAL segments not yet sealed (see `wal`)
+//! <lake>/events/day=YYYY-MM-DD/seg-<first>-<last>.parquet
+//! ```
+//!
+//! Producers call `append` from any task; the writer thread takes everything queued, assigns seqs,
+//! serializes canonical bytes, writes one batch and `fdatasync`s once, then answers every producer
+//! in the batch. Only then are the events visible (tail, tree, checkpoints). Nothing here blocks a
+//! tokio worker on IO: `append`, `seal` and `close` await oneshot answers from the threads.
+
+use std::collections::HashMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use arrow_array::RecordBatch;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use tokio::sync::oneshot;
+
+use crate::checkpoint::{LogKey, SignedCheckpoint, VerifierKey};
+use crate::event::{AuditEvent, now_ms};
+use crate::merkle::{self, Frontier, Hash};
+use crate::schema::{self, Row};
+use crate::segment::{self, ManifestEntry, ParquetOptions, Stored};
+use crate::wal::{self, Wal};
+
+/// How a lake behaves. `Default` suits a server.
+#[derive(Debug, Clone)]
+pub struct LakeConfig {
+    /// The log's origin: the first line of every checkpoint and the name of its key. Fixed when the
+    /// lake is created (stored in `lake.json`).
+    pub origin: String,
+    /// Size of each preallocated WAL segment (at least 1 MiB).
+    pub wal_segment_bytes: u64,
+    /// Seal when this many events are unsealed…
+    pub seal_max_events: usize,
+    /// …or when the oldest unsealed event is this old.
+    pub seal_max_age: Duration,
+    /// A checkpoint is signed at least this often while events arrive.
+    pub checkpoint_interval: Duration,
+    /// Most events in one group commit.
+    pub max_batch_events: usize,
+    pub zstd_level: i32,
+    pub row_group_rows: usize,
+}
+
+impl Default for LakeConfig {
+    fn default() -> Self {
+        LakeConfig {
+            origin: "warden.local/audit".to_owned(),
+            wal_segment_bytes: 64 << 20,
+            seal_max_events: 262_144,
+            seal_max_age: Duration::from_secs(60),
+            checkpoint_interval: Duration::from_secs(1),
+            max_batch_events: 16_384,
+            zstd_level: 6,
+            row_group_rows: 131_072,
+        }
+    }
+}
+
+/// What went wrong, and what to do about it.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum LakeError {
+    #[error("audit lake `{path}`: {message}")]
+    Io { path: PathBuf, message: String },
+    #[error("audit lake `{0}` is open in another process; stop that process first")]
+    Locked(PathBuf),
+    #[error("audit lake is damaged: {0}; run `warden audit verify` to see exactly what changed")]
+    Damaged(String),
+    #[error("invalid audit event: {0}")]
+    InvalidEvent(String),
+    #[error(
+        "audit lake stopped after a failed disk operation ({0}); nothing unacknowledged was kept. Restart so \
+         recovery replays the WAL"
+    )]
+    Fatal(String),
+    #[error("audit lake is closed")]
+    Closed,
+    #[error("bad lake configuration: {0}")]
+    Config(String),
+}
+
+fn io_err(path: &Path, e: impl std::fmt::Display) -> LakeError {
+    LakeError::Io {
+        path: path.to_owned(),
+        message: e.to_string(),
+    }
+}
+
+/// The answer to one appended event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Receipt {
+    /// Position in the log (= Merkle leaf index, `metadata.sequence`).
+    pub seq: u64,
+    /// SHA-256(0x00 ‖ canonical bytes).
+    pub leaf_hash: Hash,
+    /// False when an event with this id was already in the log: nothing was stored and this is the
+    /// original event's receipt.
+    pub new: bool,
+}
+
+/// Sealed files and unsealed events at one instant: together, every durable event exactly once.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    /// Absolute paths of the sealed Parquet files.
+    pub files: Vec<PathBuf>,
+    /// The unsealed tail, in seq order.
+    pub tail: Vec<RecordBatch>,
+    /// Events in the log (= next seq).
+    pub size: u64,
+}
+
+#[derive(Serialize, Deserialize)]
+struct LakeMeta {
+    format: u32,
+    origin: String,
+}
+
+#[derive(Serialize, Deserialize)]
+struct CheckpointLine {
+    size: u64,
+    note: String,
+}
+
+pub(crate) const CHECKPOINTS: &str = "checkpoints.jsonl";
+pub(crate) const KEY_FILE: &str = "log-key.pem";
+
+/// State shared between the handle, the writer and the sealer.
+pub(crate) struct State {
+    /// Every leaf hash; index = seq.
+    pub(crate) leaves: Vec<Hash>,
+    /// Durable events not yet recorded as sealed, oldest first; `tail[0]` has seq `tail_base`.
+    pub(crate) tail: Vec<Arc<Stored>>,
+    pub(crate) tail_base: u64,
+    pub(crate) latest: SignedCheckpoint,
+    pub(crate) manifest: Vec<ManifestEntry>,
+    pub(crate) fatal: Option<String>,
+}
+
+pub(crate) struct Shared {
+    pub(crate) dir: PathBuf,
+    pub(crate) key: LogKey,
+    pub(crate) config: LakeConfig,
+    pub(crate) state: Mutex<State>,
+}
+
+impl Shared {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic elsewhere while holding the lock leaves plain data behind; keep serving it.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Signs a checkpoint and appends it to `checkpoints.jsonl` (synced).
+    fn persist_checkpoint(&self, size: u64, root: &Hash) -> io::Result<SignedCheckpoint> {
+        let cp = self.key.sign_checkpoint(size, root);
+        let mut line = serde_json::to_vec(&CheckpointLine {
+            size,
+            note: cp.note.clone(),
+        })
+        .map_err(io::Error::other)?;
+        line.push(b'\n');
+        let mut f = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join(CHECKPOINTS))?;
+        f.write_all(&line)?;
+        f.sync_data()?;
+        Ok(cp)
+    }
+}
+
+type Reply<T> = oneshot::Sender<Result<T, LakeError>>;
+
+enum Command {
+    Append {
+        events: Vec<AuditEvent>,
+        reply: Reply<Vec<Receipt>>,
+    },
+    Seal {
+        reply: Reply<()>,
+    },
+    SealDone {
+        result: Result<SealOutcome, String>,
+    },
+    Close {
+        reply: Reply<()>,
+    },
+}
+
+struct SealJob {
+    from: u64,
+    to: u64,
+    checkpoint: SignedCheckpoint,
+    wal_segments: Vec<PathBuf>,
+    waiters: Vec<Reply<()>>,
+}
+
+struct SealOutcome {
+    to: u64,
+    entry: ManifestEntry,
+    wal_segments: Vec<PathBuf>,
+    waiters: Vec<Reply<()>>,
+}
+
+struct Inner {
+    shared: Arc<Shared>,
+    tx: Sender<Command>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+    _lock: File,
+}
+
+/// A handle to an open lake. Cheap to clone; all clones share one writer.
+#[derive(Clone)]
+pub struct Lake {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Lake {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Lake")
+            .field("dir", &self.inner.shared.dir)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A 128-bit key for an event id in the idempotency index.
+fn id_key(id: &str) -> u128 {
+    let d = Sha256::digest(id.as_bytes());
+    let mut b = [0u8; 16];
+    b.copy_from_slice(&d[..16]);
+    u128::from_le_bytes(b)
+}
+
+impl Lake {
+    /// Opens the lake in `dir` (creating it if needed) and recovers it: sealed segments from the
+    /// manifest, unsealed events from the WAL (a torn tail is cut off), the idempotency index and the
+    /// Merkle tree.
+    pub fn open(dir: &Path, config: LakeConfig) -> Result<Lake, LakeError> {
+        if config.wal_segment_bytes < (1 << 20) {
+            return Err(LakeError::Config("wal_segment_bytes must be at least 1 MiB".to_owned()));
+        }
+        if config.seal_max_events == 0 || config.max_batch_events == 0 || config.row_group_rows == 0 {
+            return Err(LakeError::Config("event counts must be positive".to_owned()));
+        }
+        segment::writer_properties(ParquetOptions {
+            zstd_level: config.zstd_level,
+            row_group_rows: 1,
+        })
+        .map_err(LakeError::Config)?;
+        create_private_dir(dir).map_err(|e| io_err(dir, e))?;
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(dir.join("LOCK"))
+            .map_err(|e| io_err(dir, e))?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(fs::TryLockError::WouldBlock) => return Err(LakeError::Locked(dir.to_owned())),
+            Err(fs::TryLockError::Error(e)) => return Err(io_err(dir, e)),
+        }
+        let origin = load_origin(dir, &config.origin)?;
+        let key = LogKey::load_or_create(&dir.join(KEY_FILE), &origin).map_err(|e| io_err(dir, e))?;
+        fs::create_dir_all(dir.join(segment::EVENTS_DIR)).map_err(|e| io_err(dir, e))?;
+
+        // Sealed segments.
+        let manifest = segment::read_manifest(dir, true).map_err(LakeError::Damaged)?;
+        remove_unrecorded_files(dir, &manifest)?;
+        let mut leaves: Vec<Hash> = Vec::new();
+        let mut ids: HashMap<u128, u64> = HashMap::new();
+        let mut last_logged = 0i64;
+        load_sealed(dir, &manifest, &mut leaves, &mut ids)?;
+        if let Some(last) = manifest.last() {
+            last_logged = last.last_logged_time;
+        }
+        let sealed_next = leaves.len() as u64;
+
+        // The WAL.
+        let wal_dir = dir.join("wal");
+        let (wal, recovered) = Wal::open(&wal_dir, config.wal_segment_bytes, sealed_next).map_err(|e| match e {
+            wal::WalError::Io(e) => io_err(&wal_dir, e),
+            damaged => LakeError::Damaged(damaged.to_string()),
+        })?;
+        let mut tail = Vec::with_capacity(recovered.frames.len());
+        for frame in recovered.frames {
+            let event = AuditEvent::from_canonical(&frame.payload)
+                .map_err(|e| LakeError::Damaged(format!("WAL frame seq {}: {e}", frame.seq)))?;
+            if event.metadata.sequence != Some(frame.seq) {
+                return Err(LakeError::Damaged(format!(
+                    "WAL frame seq {} holds an event whose metadata.sequence is {:?}",
+                    frame.seq, event.metadata.sequence
+                )));
+            }
+            let leaf = merkle::leaf_hash(&frame.payload);
+            leaves.push(leaf);
+            ids.insert(id_key(event.id()), frame.seq);
+            last_logged = last_logged.max(event.metadata.logged_time.unwrap_or(0));
+            tail.push(Arc::new(Stored {
+                event,
+                canonical: frame.payload,
+                leaf,
+            }));
+        }
+        if let Some((path, offset)) = &recovered.truncated {
+            tracing::warn!(segment = %path.display(), offset, "audit WAL: cut off a torn tail (unacknowledged writes)");
+        }
+
+        // Checkpoints: sign one for the recovered tree if the last one is older.
+        let frontier = Frontier::from_leaves(&leaves);
+        let shared_key = key;
+        let latest = read_latest_checkpoint(dir, &shared_key)?;
+        let shared = Arc::new(Shared {
+            dir: dir.to_owned(),
+            key: shared_key,
+            config: config.clone(),
+            state: Mutex::new(State {
+                leaves,
+                tail,
+                tail_base: sealed_next,
+                latest: SignedCheckpoint {
+                    origin: origin.clone(),
+                    size: 0,
+                    root: merkle::empty_root(),
+                    note: String::new(),
+                },
+                manifest,
+                fatal: None,
+            }),
+        });
+        let latest = match latest {
+            Some(cp) if cp.size == frontier.size() && cp.root == frontier.root() => cp,
+            _ => shared
+                .persist_checkpoint(frontier.size(), &frontier.root())
+                .map_err(|e| io_err(dir, e))?,
+        };
+        shared.lock().latest = latest;
+
+        let (tx, rx) = mpsc::channel();
+        let (seal_tx, seal_rx) = mpsc::channel::<SealJob>();
+        let writer = Writer {
+            shared: shared.clone(),
+            wal: Some(wal),
+            frontier,
+            ids,
+            next_seq: shared.lock().leaves.len() as u64,
+            last_logged,
+            unsealed_from: sealed_next,
+            oldest_unsealed: None,
+            sealing: false,
+            seal_waiters: Vec::new(),
+            close_reply: None,
+            last_checkpoint: Instant::now(),
+            checkpoint_due: false,
+            seal_tx: Some(seal_tx),
+        };
+        let mut writer = writer;
+        if writer.next_seq > writer.unsealed_from {
+            writer.oldest_unsealed = Some(Instant::now());
+        }
+        let writer_thread = std::thread::Builder::new()
+            .name("warden-lake-writer".to_owned())
+            .spawn(move || writer.run(rx))
+            .map_err(|e| io_err(dir, e))?;
+        let sealer_shared = shared.clone();
+        let sealer_tx = tx.clone();
+        let sealer_thread = std::thread::Builder::new()
+            .name("warden-lake-sealer".to_owned())
+            .spawn(move || run_sealer(sealer_shared, seal_rx, sealer_tx))
+            .map_err(|e| io_err(dir, e))?;
+        Ok(Lake {
+            inner: Arc::new(Inner {
+                shared,
+                tx,
+                threads: Mutex::new(vec![writer_thread, sealer_thread]),
+                _lock: lock,
+            }),
+        })
+    }
+
+    /// Appends events; returns once every one of them is durable (or was already in the log), one
+    /// receipt per event in order. Events with an id already in the log are not stored again.
+    pub async fn append(&self, events: Vec<AuditEvent>) -> Result<Vec<Receipt>, LakeError> {
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+        for e in &events {
+            e.validate().map_err(LakeError::InvalidEvent)?;
+        }
+        let (reply, rx) = oneshot::channel();
+        self.send(Command::Append { events, reply })?;
+        rx.await.map_err(|_| self.gone())?
+    }
+
+    /// The latest signed checkpoint (at most `checkpoint_interval` behind the durable log while events
+    /// arrive; exact after `seal` or when idle).
+    pub fn checkpoint(&self) -> SignedCheckpoint {
+        self.inner.shared.lock().latest.clone()
+    }
+
+    /// The log's C2SP verifier key (`<origin>+<key id>+<base64 key>`).
+    pub fn verifier_key(&self) -> String {
+        self.inner.shared.key.verifier_key()
+    }
+
+    /// The lake directory.
+    pub fn dir(&self) -> &Path {
+        &self.inner.shared.dir
+    }
+
+    /// Number of events in the log.
+    pub fn size(&self) -> u64 {
+        self.inner.shared.lock().leaves.len() as u64
+    }
+
+    /// Seals every event appended before this call into Parquet; returns when the files and the
+    /// manifest entry are durable.
+    pub async fn seal(&self) -> Result<(), LakeError> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Command::Seal { reply })?;
+        rx.await.map_err(|_| self.gone())?
+    }
+
+    /// Seals what is pending, stops the threads and releases the lake. Other clones of this handle get
+    /// `LakeError::Closed` afterwards.
+    pub async fn close(self) -> Result<(), LakeError> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Command::Close { reply })?;
+        let result = rx.await.map_err(|_| self.gone())?;
+        let threads = std::mem::take(&mut *self.inner.threads.lock().unwrap_or_else(|e| e.into_inner()));
+        // The threads have answered and are exiting; joining them cannot block for long.
+        let _ = tokio::task::spawn_blocking(move || {
+            for t in threads {
+                let _ = t.join();
+            }
+        })
+        .await;
+        result
+    }
+
+    /// The unsealed tail as Arrow batches (schema `arrow_schema()`), in seq order.
+    pub fn tail_batches(&self) -> Result<Vec<RecordBatch>, LakeError> {
+        let tail: Vec<Arc<Stored>> = self.inner.shared.lock().tail.clone();
+        batches(&tail)
+    }
+
+    /// The sealed files and the unsealed tail at one instant, so a query sees every event exactly once.
+    pub fn snapshot(&self) -> Result<Snapshot, LakeError> {
+        let (tail, files, size) = {
+            let st = self.inner.shared.lock();
+            let files: Vec<PathBuf> = st
+                .manifest
+                .iter()
+                .flat_map(|m| m.files.iter().map(|f| self.inner.shared.dir.join(&f.path)))
+                .collect();
+            (st.tail.clone(), files, st.leaves.len() as u64)
+        };
+        Ok(Snapshot {
+            files,
+            tail: batches(&tail)?,
+            size,
+        })
+    }
+
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
+        &self.inner.shared
+    }
+
+    fn send(&self, cmd: Command) -> Result<(), LakeError> {
+        self.inner.tx.send(cmd).map_err(|_| self.gone())
+    }
+
+    fn gone(&self) -> LakeError {
+        match &self.inner.shared.lock().fatal {
+            Some(msg) => LakeError::Fatal(msg.clone()),
+            None => LakeError::Closed,
+        }
+    }
+}
+
+fn batches(tail: &[Arc<Stored>]) -> Result<Vec<RecordBatch>, LakeError> {
+    tail.chunks(65_536)
+        .map(|chunk| {
+            let rows: Vec<Row<'_>> = chunk.iter().map(|s| s.row()).collect();
+            schema::to_batch(&rows).map_err(LakeError::Damaged)
+        })
+        .collect()
+}
+
+fn create_private_dir(dir: &Path) -> io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)
+}
+
+fn load_origin(dir: &Path, wanted: &str) -> Result<String, LakeError> {
+    let path = dir.join("lake.json");
+    match fs::read(&path) {
+        Ok(bytes) => {
+            let meta: LakeMeta = serde_json::from_slice(&bytes)
+                .map_err(|e| LakeError::Damaged(format!("`{}` is unreadable: {e}", path.display())))?;
+            if meta.format != 1 {
+                return Err(LakeError::Damaged(format!(
+                    "`{}` has unknown format {}",
+                    path.display(),
+                    meta.format
+                )));
+            }
+            if meta.origin != wanted {
+                tracing::info!(stored = %meta.origin, configured = wanted, "audit lake keeps the origin it was created with");
+            }
+            Ok(meta.origin)
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            if wanted.is_empty() || wanted.contains(['\n', '+', ' ']) {
+                return Err(LakeError::Config(format!(
+                    "origin `{wanted}` must be non-empty with no spaces, `+` or newlines"
+                )));
+            }
+            let bytes = serde_json::to_vec(&LakeMeta {
+                format: 1,
+                origin: wanted.to_owned(),
+            })
+            .map_err(|e| io_err(&path, e))?;
+            let tmp = dir.join("lake.json.tmp");
+            let mut f = File::create(&tmp).map_err(|e| io_err(&tmp, e))?;
+            f.write_all(&bytes).map_err(|e| io_err(&tmp, e))?;
+            f.sync_all().map_err(|e| io_err(&tmp, e))?;
+            fs::rename(&tmp, &path).map_err(|e| io_err(&path, e))?;
+            wal::sync_dir(dir).map_err(|e| io_err(dir, e))?;
+            Ok(wanted.to_owned())
+        }
+        Err(e) => Err(io_err(&path, e)),
+    }
+}
+
+/// Deletes Parquet files a crash left behind before their seal reached the manifest.
+fn remove_unrecorded_files(dir: &Path, manifest: &[ManifestEntry]) -> Result<(), LakeError> {
+    let recorded: std::collections::HashSet<&str> = manifest
+        .iter()
+        .flat_map(|m| m.files.iter().map(|f| f.path.as_str()))
+        .collect();
+    for (rel, path) in segment::list_event_files(dir).map_err(|e| io_err(dir, e))? {
+        let unfinished = rel.ends_with(".tmp");
+        let orphan = rel.ends_with(".parquet") && !recorded.contains(rel.as_str());
+        if unfinished || orphan {
+            tracing::info!(file = %path.display(), "audit lake: removing a segment file from an unfinished seal");
+            fs::remove_file(&path).map_err(|e| io_err(&path, e))?;
+        }
+    }
+    Ok(())
+}
+
+/// Loads the leaf hashes and ids of every sealed event.
+fn load_sealed(
+    dir: &Path,
+    manifest: &[ManifestEntry],
+    leaves: &mut Vec<Hash>,
+    ids: &mut HashMap<u128, u64>,
+) -> Result<(), LakeError> {
+    let cols = ["seq", "uid", "leaf_hash"].map(|c| schema::column_index(c).unwrap_or(0));
+    for entry in manifest {
+        if entry.first_seq != leaves.len() as u64 || entry.last_seq < entry.first_seq {
+            return Err(LakeError::Damaged(format!(
+                "manifest entry {}..={} does not continue the log at seq {}",
+                entry.first_seq,
+                entry.last_seq,
+                leaves.len()
+            )));
+        }
+        let n = (entry.last_seq - entry.first_seq + 1) as usize;
+        let base = leaves.len();
+        leaves.resize(base + n, [0u8; 32]);
+        let mut seen = 0usize;
+        for file in &entry.files {
+            let path = dir.join(&file.path);
+            for batch in segment::read_file(&path, Some(&cols)).map_err(LakeError::Damaged)? {
+                let (seq_col, uid_col, leaf_col) = (batch.column(0), batch.column(1), batch.column(2));
+                for r in 0..batch.num_rows() {
+                    let seq = match schema::read_cell(seq_col.as_ref(), schema::Kind::I64, r) {
+                        Ok(schema::Cell::Int(v)) if v >= 0 => v as u64,
+                        _ => return Err(LakeError::Damaged(format!("`{}` row {r}: unreadable seq", file.path))),
+                    };
+                    let Ok(schema::Cell::Str(uid)) = schema::read_cell(uid_col.as_ref(), schema::Kind::Str, r) else {
+                        return Err(LakeError::Damaged(format!("`{}` seq {seq}: unreadable uid", file.path)));
+                    };
+                    let Ok(schema::Cell::Bytes(leaf)) = schema::read_cell(leaf_col.as_ref(), schema::Kind::Hash32, r)
+                    else {
+                        return Err(LakeError::Damaged(format!(
+                            "`{}` seq {seq}: unreadable leaf_hash",
+                            file.path
+                        )));
+                    };
+                    if seq < entry.first_seq || seq > entry.last_seq {
+                        return Err(LakeError::Damaged(format!(
+                            "`{}` holds seq {seq}, outside its seal {}..={}",
+                            file.path, entry.first_seq, entry.last_seq
+                        )));
+                    }
+                    let slot = &mut leaves[seq as usize];
+                    slot.copy_from_slice(&leaf);
+                    ids.insert(id_key(&uid), seq);
+                    seen += 1;
+                }
+            }
+        }
+        if seen != n {
+            return Err(LakeError::Damaged(format!(
+                "seal {}..={} should hold {n} events but its files hold {seen}",
+                entry.first_seq, entry.last_seq
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Reads every checkpoint line; returns the last one whose signature verifies.
+pub(crate) fn read_checkpoints(
+    dir: &Path,
+    key: &VerifierKey,
+) -> Result<Vec<Result<SignedCheckpoint, String>>, LakeError> {
+    let path = dir.join(CHECKPOINTS);
+    let mut text = String::new();
+    match File::open(&path) {
+        Ok(mut f) => {
+            f.read_to_string(&mut text).map_err(|e| io_err(&path, e))?;
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(io_err(&path, e)),
+    }
+    let complete = text.rfind('\n').map_or(0, |p| p + 1);
+    Ok(text[..complete]
+        .lines()
+        .enumerate()
+        .map(|(n, line)| {
+            let parsed: CheckpointLine = serde_json::from_str(line)
+                .map_err(|e| format!("`{CHECKPOINTS}` line {}: not a checkpoint record ({e})", n + 1))?;
+            let cp = key
+                .verify_checkpoint(&parsed.note)
+                .map_err(|e| format!("`{CHECKPOINTS}` line {}: {e}", n + 1))?;
+            if cp.size != parsed.size {
+                return Err(format!(
+                    "`{CHECKPOINTS}` line {}: size {} differs from its note's {}",
+                    n + 1,
+                    parsed.size,
+                    cp.size
+                ));
+            }
+            Ok(cp)
+        })
+        .collect())
+}
+
+fn read_latest_checkpoint(dir: &Path, key: &LogKey) -> Result<Option<SignedCheckpoint>, LakeError> {
+    let vkey = VerifierKey::parse(&key.verifier_key()).map_err(|e| LakeError::Damaged(e.to_string()))?;
+    Ok(read_checkpoints(dir, &vkey)?.into_iter().rev().find_map(Result::ok))
+}
+
+struct Writer {
+    shared: Arc<Shared>,
+    wal: Option<Wal>,
+    frontier: Frontier,
+    ids: HashMap<u128, u64>,
+    next_seq: u64,
+    last_logged: i64,
+    /// First seq not yet handed to the sealer.
+    unsealed_from: u64,
+    oldest_unsealed: Option<Instant>,
+    sealing: bool,
+    /// `seal()` callers waiting for a seal that has not started yet.
+    seal_waiters: Vec<Reply<()>>,
+    close_reply: Option<Reply<()>>,
+    last_checkpoint: Instant,
+    checkpoint_due: bool,
+    seal_tx: Option<Sender<SealJob>>,
+}
+
+/// An event in the batch being committed.
+enum Slot {
+    New(Arc<Stored>),
+    Dup(u64),
+}
+
+impl Writer {
+    fn run(mut self, rx: Receiver<Command>) {
+        let tick = self
+            .shared
+            .config
+            .checkpoint_interval
+            .min(Duration::from_millis(250))
+            .max(Duration::from_millis(10));
+        loop {
+            let first = match rx.recv_timeout(tick) {
+                Ok(cmd) => Some(cmd),
+                Err(RecvTimeoutError::Timeout) => None,
+                Err(RecvTimeoutError::Disconnected) => break,
+            };
+            let mut appends: Vec<(Vec<AuditEvent>, Reply<Vec<Receipt>>)> = Vec::new();
+            let mut control: Vec<Command> = Vec::new();
+            let mut count = 0usize;
+            let mut next = first;
+            while let Some(cmd) = next {
+                match cmd {
+                    Command::Append { events, reply } => {
+                        count += events.len();
+                        appends.push((events, reply));
+                    }
+                    other => control.push(other),
+                }
+                if count >= self.shared.config.max_batch_events {
+                    break;
+                }
+                next = rx.try_recv().ok();
+            }
+            if self.wal.is_none() {
+                // Failed: answer everything with the failure until the handles are dropped.
+                self.refuse(appends, control);
+                continue;
+            }
+            if !appends.is_empty() {
+                self.commit(appends);
+            }
+            for cmd in control {
+                self.control(cmd);
+            }
+            self.housekeeping();
+            if self.close_reply.is_some() && !self.sealing && self.unsealed_from == self.next_seq {
+                self.finish_close();
+                break;
+            }
+        }
+        if let Some(wal) = self.wal.take() {
+            let _ = wal.finish();
+        }
+    }
+
+    /// Answers everything with the lake's error (after a fatal failure or once closed).
+    fn refuse(&mut self, appends: Vec<(Vec<AuditEvent>, Reply<Vec<Receipt>>)>, control: Vec<Command>) {
+        let err = match &self.shared.lock().fatal {
+            Some(m) => LakeError::Fatal(m.clone()),
+            None => LakeError::Closed,
+        };
+        for (_, reply) in appends {
+            let _ = reply.send(Err(err.clone()));
+        }
+        for cmd in control {
+            match cmd {
+                Command::Seal { reply } | Command::Close { reply } => {
+                    let _ = reply.send(Err(err.clone()));
+                }
+                Command::Append { reply, .. } => {
+                    let _ = reply.send(Err(err.clone()));
+                }
+                Command::SealDone { .. } => {}
+            }
+        }
+    }
+
+    fn fail(&mut self, what: String) {
+        tracing::error!(error = %what, "audit lake: fatal disk error; stopping the writer");
+        self.shared.lock().fatal = Some(what.clone());
+        self.wal = None;
+        for w in self.seal_waiters.drain(..) {
+            let _ = w.send(Err(LakeError::Fatal(what.clone())));
+        }
+        if let Some(r) = self.close_reply.take() {
+            let _ = r.send(Err(LakeError::Fatal(what)));
+        }
+    }
+
+    fn commit(&mut self, appends: Vec<(Vec<AuditEvent>, Reply<Vec<Receipt>>)>) {
+        let Some(wal) = self.wal.as_mut() else { return };
+        let mut batch_ids: HashMap<u128, u64> = HashMap::new();
+        let mut slots: Vec<(Vec<Slot>, Reply<Vec<Receipt>>)> = Vec::with_capacity(appends.len());
+        let mut fresh: Vec<Arc<Stored>> = Vec::new();
+        let mut io_error = None;
+        for (events, reply) in appends {
+            if self.close_reply.is_some() {
+                let _ = reply.send(Err(LakeError::Closed));
+                continue;
+            }
+            // Stage the request's new events first, so an oversized one refuses the whole request.
+            let mut pending: Vec<Result<Stored, u64>> = Vec::with_capacity(events.len());
+            let mut seq = self.next_seq;
+            let mut logged = self.last_logged;
+            let mut local: HashMap<u128, u64> = HashMap::new();
+            let mut rejected = None;
+            for mut event in events {
+                let key = id_key(event.id());
+                if let Some(&s) = self
+                    .ids
+                    .get(&key)
+                    .or_else(|| batch_ids.get(&key))
+                    .or_else(|| local.get(&key))
+                {
+                    pending.push(Err(s));
+                    continue;
+                }
+                logged = logged.max(now_ms());
+                event.metadata.sequence = Some(seq);
+                event.metadata.logged_time = Some(logged);
+                let canonical = event.canonical_bytes();
+                if canonical.is_empty() || canonical.len() > wal::MAX_PAYLOAD {
+                    rejected = Some(format!(
+                        "event `{}` is {} bytes in canonical form; the limit is {}",
+                        event.id(),
+                        canonical.len(),
+                        wal::MAX_PAYLOAD
+                    ));
+                    break;
+                }
+                let leaf = merkle::leaf_hash(&canonical);
+                local.insert(key, seq);
+                pending.push(Ok(Stored { event, canonical, leaf }));
+                seq += 1;
+            }
+            if let Some(msg) = rejected {
+                let _ = reply.send(Err(LakeError::InvalidEvent(msg)));
+                continue;
+            }
+            let mut request = Vec::with_capacity(pending.len());
+            for p in pending {
+                match p {
+                    Err(dup) => request.push(Slot::Dup(dup)),
+                    Ok(stored) => {
+                        if io_error.is_none()
+                            && let Err(e) = wal.append(stored.seq(), &stored.canonical)
+                        {
+                            io_error = Some(format!("writing the WAL: {e}"));
+                        }
+                        let stored = Arc::new(stored);
+                        fresh.push(stored.clone());
+                        request.push(Slot::New(stored));
+                    }
+                }
+            }
+            batch_ids.extend(local);
+            self.next_seq = seq;
+            self.last_logged = logged;
+            slots.push((request, reply));
+        }
+        if io_error.is_none()
+            && !fresh.is_empty()
+            && let Err(e) = wal.commit()
+        {
+            io_error = Some(format!("fdatasync of the WAL: {e}"));
+        }
+        if let Some(what) = io_error {
+            for (_, reply) in slots {
+                let _ = reply.send(Err(LakeError::Fatal(what.clone())));
+            }
+            self.fail(what);
+            return;
+        }
+        // Durable: publish, then answer.
+        {
+            let mut st = self.shared.lock();
+            for s in &fresh {
+                st.leaves.push(s.leaf);
+                st.tail.push(s.clone());
+            }
+            for (request, reply) in slots {
+                let receipts = request
+                    .iter()
+                    .map(|slot| match slot {
+                        Slot::New(s) => Receipt {
+                            seq: s.seq(),
+                            leaf_hash: s.leaf,
+                            new: true,
+                        },
+                        Slot::Dup(seq) => Receipt {
+                            seq: *seq,
+                            leaf_hash: st.leaves.get(*seq as usize).copied().unwrap_or([0; 32]),
+                            new: false,
+                        },
+                    })
+                    .collect();
+                let _ = reply.send(Ok(receipts));
+            }
+        }
+        for s in &fresh {
+            self.frontier.push(s.leaf);
+        }
+        self.ids.extend(batch_ids);
+        if !fresh.is_empty() {
+            self.checkpoint_due = true;
+            if self.oldest_unsealed.is_none() {
+                self.oldest_unsealed = Some(Instant::now());
+            }
+        }
+    }
+
+    fn control(&mut self, cmd: Command) {
+        match cmd {
+            Command::Append { .. } => {}
+            Command::Seal { reply } => {
+                if !self.sealing && self.unsealed_from == self.next_seq {
+                    let _ = reply.send(Ok(()));
+                } else {
+                    self.seal_waiters.push(reply);
+                    if !self.sealing {
+                        self.start_seal();
+                    }
+                }
+            }
+            Command::Close { reply } => {
+                self.close_reply = Some(reply);
+                if !self.sealing && self.unsealed_from < self.next_seq {
+                    self.start_seal();
+                }
+            }
+            Command::SealDone { result } => self.seal_done(result),
+        }
+    }
+
+    fn housekeeping(&mut self) {
+        if self.wal.is_none() {
+            return;
+        }
+        let shared = self.shared.clone();
+        let cfg = &shared.config;
+        let unsealed = self.next_seq - self.unsealed_from;
+        let old = self.oldest_unsealed.is_some_and(|t| t.elapsed() >= cfg.seal_max_age);
+        if !self.sealing && unsealed > 0 && (unsealed as usize >= cfg.seal_max_events || old) {
+            self.start_seal();
+        }
+        if self.checkpoint_due && self.last_checkpoint.elapsed() >= cfg.checkpoint_interval {
+            self.sign_checkpoint();
+        }
+    }
+
+    fn sign_checkpoint(&mut self) -> Option<SignedCheckpoint> {
+        match self
+            .shared
+            .persist_checkpoint(self.frontier.size(), &self.frontier.root())
+        {
+            Ok(cp) => {
+                self.shared.lock().latest = cp.clone();
+                self.last_checkpoint = Instant::now();
+                self.checkpoint_due = false;
+                Some(cp)
+            }
+            Err(e) => {
+                self.fail(format!("writing a checkpoint: {e}"));
+                None
+            }
+        }
+    }
+
+    fn start_seal(&mut self) {
+        let to = self.next_seq;
+        let from = self.unsealed_from;
+        let waiters: Vec<Reply<()>> = self.seal_waiters.drain(..).collect();
+        if from == to {
+            for w in waiters {
+                let _ = w.send(Ok(()));
+            }
+            return;
+        }
+        let Some(wal) = self.wal.as_mut() else { return };
+        let wal_segments = match wal.cut(to) {
+            Ok(s) => s,
+            Err(e) => {
+                for w in waiters {
+                    let _ = w.send(Err(LakeError::Fatal(format!("rotating the WAL: {e}"))));
+                }
+                self.fail(format!("rotating the WAL: {e}"));
+                return;
+            }
+        };
+        let Some(checkpoint) = self.sign_checkpoint() else {
+            return;
+        };
+        let job = SealJob {
+            from,
+            to,
+            checkpoint,
+            wal_segments,
+            waiters,
+        };
+        if let Some(tx) = &self.seal_tx
+            && tx.send(job).is_ok()
+        {
+            self.sealing = true;
+            self.unsealed_from = to;
+            self.oldest_unsealed = None;
+        } else {
+            self.fail("the sealer thread is gone".to_owned());
+        }
+    }
+
+    fn seal_done(&mut self, result: Result<SealOutcome, String>) {
+        self.sealing = false;
+        let outcome = match result {
+            Ok(o) => o,
+            Err(e) => {
+                self.fail(format!("sealing to Parquet: {e}"));
+                return;
+            }
+        };
+        if let Some(wal) = self.wal.as_mut()
+            && let Err(e) = wal.remove(&outcome.wal_segments)
+        {
+            // The events are sealed; a leftover WAL segment is skipped on the next open.
+            tracing::warn!(error = %e, "audit lake: could not delete sealed WAL segments");
+        }
+        {
+            let mut st = self.shared.lock();
+            let n = (outcome.to - st.tail_base) as usize;
+            let n = n.min(st.tail.len());
+            st.tail.drain(..n);
+            st.tail_base = outcome.to;
+            st.manifest.push(outcome.entry);
+        }
+        for w in outcome.waiters {
+            let _ = w.send(Ok(()));
+        }
+        if self.unsealed_from < self.next_seq && (!self.seal_waiters.is_empty() || self.close_reply.is_some()) {
+            self.start_seal();
+        } else {
+            for w in self.seal_waiters.drain(..) {
+                let _ = w.send(Ok(()));
+            }
+        }
+    }
+
+    fn finish_close(&mut self) {
+        if self.checkpoint_due {
+            self.sign_checkpoint();
+        }
+        self.seal_tx = None;
+        let result = match self.wal.take().map(Wal::finish) {
+            Some(Err(e)) => Err(LakeError::Fatal(format!("closing the WAL: {e}"))),
+            _ => Ok(()),
+        };
+        if let Some(r) = self.close_reply.take() {
+            let _ = r.send(result);
+        }
+    }
+}
+
+fn run_sealer(shared: Arc<Shared>, rx: Receiver<SealJob>, tx: Sender<Command>) {
+    let opts = ParquetOptions {
+        zstd_level: shared.config.zstd_level,
+        row_group_rows: shared.config.row_group_rows,
+    };
+    while let Ok(job) = rx.recv() {
+        let events: Vec<Arc<Stored>> = {
+            let st = shared.lock();
+            let start = (job.from - st.tail_base) as usize;
+            let end = (job.to - st.tail_base) as usize;
+            st.tail.get(start..end).map(<[_]>::to_vec).unwrap_or_default()
+        };
+        let result = if events.len() as u64 != job.to - job.from {
+            Err(format!("events {}..{} are not in the tail", job.from, job.to))
+        } else {
+            segment::write_files(&shared.dir, &events, opts).and_then(|files| {
+                let entry = segment::manifest_entry(&events, files, &job.checkpoint);
+                segment::append_manifest(&shared.dir, &entry)
+                    .map_err(|e| format!("writing the manifest: {e}"))
+                    .map(|()| entry)
+            })
+        };
+        let waiters = job.waiters;
+        let outcome = match result {
+            Ok(entry) => Ok(SealOutcome {
+                to: job.to,
+                entry,
+                wal_segments: job.wal_segments,
+                waiters,
+            }),
+            Err(e) => {
+                for w in waiters {
+                    let _ = w.send(Err(LakeError::Fatal(format!("sealing to Parquet: {e}"))));
+                }
+                Err(e)
+            }
+        };
+        if tx.send(Command::SealDone { result: outcome }).is_err() {
+            break;
+        }
+    }
+}
