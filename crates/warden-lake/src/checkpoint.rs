@@ -79,6 +79,21 @@ impl LogKey {
         })
     }
 
+    /// Loads the key at `path`; never creates one.
+    pub fn load(path: &Path, name: &str) -> io::Result<LogKey> {
+        let pem = fs::read_to_string(path)?;
+        let key = decode_key(&pem).map_err(|reason| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("log key `{}` is unusable: {reason}", path.display()),
+            )
+        })?;
+        Ok(LogKey {
+            name: name.to_owned(),
+            key,
+        })
+    }
+
     /// A key from a seed (tests).
     pub fn from_seed(name: &str, seed: [u8; 32]) -> LogKey {
         LogKey {

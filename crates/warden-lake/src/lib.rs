@@ -7,6 +7,7 @@
 //! - `checkpoint`: the log key and C2SP signed checkpoints.
 //! - `schema`: the flat Arrow/Parquet columns of the `events` table.
 //! - `segment`: sealed Parquet files (day-partitioned) and the segment manifest.
+//! - `verify`: offline verification of a lake directory, naming what was changed.
 //! - `lake`: the `Lake` handle, recovery on open, the writer and sealer threads.
 
 pub mod checkpoint;
@@ -15,6 +16,7 @@ mod lake;
 pub mod merkle;
 mod schema;
 mod segment;
+pub mod verify;
 mod wal;
 
 pub use checkpoint::{LogKey, NoteError, SignedCheckpoint, VerifierKey};
@@ -25,3 +27,4 @@ pub use event::{
 pub use lake::{Lake, LakeConfig, LakeError, Receipt, Snapshot};
 pub use schema::arrow_schema;
 pub use segment::{ManifestEntry, SegmentFile};
+pub use verify::{Problem, ProblemKind, Report, verify, verify_with_key};

@@ -129,7 +129,7 @@ impl Wal {
         let count = segments.len();
         for (i, (first, path)) in segments.iter().enumerate() {
             let is_last = i + 1 == count;
-            let (end, torn) = read_segment(path, *first, is_last, &mut next, start_seq, &mut frames)?;
+            let (end, torn) = read_segment(path, *first, is_last, true, &mut next, start_seq, &mut frames)?;
             if let Some(reason) = torn {
                 if !is_last {
                     return Err(WalError::Damaged {
@@ -297,6 +297,49 @@ impl Wal {
     }
 }
 
+/// Reads every frame with `seq >= start_seq` without changing anything on disk (for `verify`):
+/// `(segment, frame)` pairs, and where a torn tail starts if there is one.
+pub(crate) fn read_only(
+    dir: &Path,
+    start_seq: u64,
+) -> Result<(Vec<(PathBuf, Frame)>, Option<(PathBuf, u64)>), WalError> {
+    let mut segments: Vec<(u64, PathBuf)> = Vec::new();
+    match fs::read_dir(dir) {
+        Ok(entries) => {
+            for entry in entries {
+                let entry = entry?;
+                if let Some(first) = parse_segment_name(&entry.file_name().to_string_lossy()) {
+                    segments.push((first, entry.path()));
+                }
+            }
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e.into()),
+    }
+    segments.sort();
+    let mut out = Vec::new();
+    let mut torn = None;
+    let mut next = None;
+    let count = segments.len();
+    for (i, (first, path)) in segments.iter().enumerate() {
+        let is_last = i + 1 == count;
+        let mut frames = Vec::new();
+        let (end, bad) = read_segment(path, *first, is_last, false, &mut next, start_seq, &mut frames)?;
+        out.extend(frames.into_iter().map(|f| (path.clone(), f)));
+        if let Some(reason) = bad {
+            if !is_last {
+                return Err(WalError::Damaged {
+                    path: path.clone(),
+                    offset: end,
+                    reason,
+                });
+            }
+            torn = Some((path.clone(), end));
+        }
+    }
+    Ok((out, torn))
+}
+
 pub(crate) fn encode_frame(out: &mut Vec<u8>, seq: u64, payload: &[u8]) {
     let len = payload.len() as u32;
     let mut crc = crc32c::crc32c(&len.to_le_bytes());
@@ -342,6 +385,7 @@ fn read_segment(
     path: &Path,
     first: u64,
     is_last: bool,
+    repair: bool,
     next: &mut Option<u64>,
     start_seq: u64,
     frames: &mut Vec<Frame>,
@@ -354,6 +398,9 @@ fn read_segment(
     let mut data = Vec::new();
     File::open(path)?.read_to_end(&mut data)?;
     if data.len() < HEADER_LEN as usize || data[..HEADER_LEN as usize].iter().all(|&b| b == 0) {
+        if is_last && !repair {
+            return Ok((HEADER_LEN, None));
+        }
         if is_last {
             // Renamed but the header never reached the disk: an empty segment; rewrite its header.
             let f = OpenOptions::new().write(true).open(path)?;

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use warden_lake::{AuditEvent, Decision, LakeConfig, ModelUsage, Subject, ToolCall};
 
-pub fn config() -> LakeConfig {
+pub(crate) fn config() -> LakeConfig {
     LakeConfig {
         origin: "test.example/audit".to_owned(),
         wal_segment_bytes: 1 << 20,
@@ -18,7 +18,7 @@ pub fn config() -> LakeConfig {
 
 /// A varied event: tool decisions (some denied), tool outcomes and model usage, across teams, agents
 /// and two days.
-pub fn event(i: u64) -> AuditEvent {
+pub(crate) fn event(i: u64) -> AuditEvent {
     let team = format!("team-{}", i % 3);
     let subject = Subject {
         agent_id: format!("spiffe://acme/agent/a{}", i % 7),
@@ -65,6 +65,6 @@ pub fn event(i: u64) -> AuditEvent {
     }
 }
 
-pub fn events(range: std::ops::Range<u64>) -> Vec<AuditEvent> {
+pub(crate) fn events(range: std::ops::Range<u64>) -> Vec<AuditEvent> {
     range.map(event).collect()
 }
