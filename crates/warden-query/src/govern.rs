@@ -10,10 +10,8 @@
 //! and model calls), `action_id` (1 allowed, 2 denied), `agent_id`, `team`, `server`, `tool`,
 //! `input_tokens`, `output_tokens`, `cost_micro_usd`.
 //!
-//! Tool patterns of grants are matched with `LIKE … ESCAPE '\'` on the `server_like` and `tool_like`
-//! columns, which [`crate::pattern_to_like`] derives from `server/tool-glob` exactly as
-//! `warden_core::ToolPattern::matches` reads it (`*` any run of characters, a literal `_` or `%`
-//! escaped). The anti-joins aggregate the events first (per agent, or per agent and tool) and then
+//! Tool patterns of grants are matched as the `grants` table documents (see [`crate::Registry`]):
+//! exactly as `warden_core::ToolPattern::matches` reads `server/tool-glob`. The anti-joins aggregate the events first (per agent, or per agent and tool) and then
 //! compare the few thousand groups with the registry, so their cost is one scan of the lake.
 
 use crate::{QueryEngine, QueryError, QueryResult, Registry, Visibility};
@@ -156,8 +154,11 @@ impl Report {
                  WHERE EXISTS (SELECT 1 FROM agents a WHERE a.agent_id = c.agent_id) \
                    AND NOT EXISTS (SELECT 1 FROM grants g \
                                    WHERE g.agent_id = c.agent_id \
-                                     AND c.server LIKE g.server_like ESCAPE '\\' \
-                                     AND c.tool LIKE g.tool_like ESCAPE '\\') \
+                                     AND (g.server = '*' OR g.server = c.server) \
+                                     AND CASE g.tool_match \
+                                           WHEN 'exact' THEN c.tool = g.tool_text \
+                                           WHEN 'prefix' THEN starts_with(c.tool, g.tool_text) \
+                                           ELSE c.tool LIKE g.tool_like ESCAPE '\\' END) \
                  ORDER BY c.calls DESC, c.agent_id, c.server, c.tool"
             }
             // Holders from the registry; use = allowed calls matching a pattern of that scope.
@@ -173,8 +174,11 @@ impl Report {
                    SELECT g.agent_id, g.scope, sum(u.calls) AS calls, max(u.last_used) AS last_used \
                    FROM used_tools u JOIN grants g \
                      ON g.agent_id = u.agent_id \
-                    AND u.server LIKE g.server_like ESCAPE '\\' \
-                    AND u.tool LIKE g.tool_like ESCAPE '\\' \
+                    AND (g.server = '*' OR g.server = u.server) \
+                    AND CASE g.tool_match \
+                          WHEN 'exact' THEN u.tool = g.tool_text \
+                          WHEN 'prefix' THEN starts_with(u.tool, g.tool_text) \
+                          ELSE u.tool LIKE g.tool_like ESCAPE '\\' END \
                    WHERE g.sensitive \
                    GROUP BY g.agent_id, g.scope) \
                  SELECT h.team, h.agent_id, h.scope, coalesce(u.calls, 0) AS calls, u.last_used \

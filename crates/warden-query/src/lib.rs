@@ -17,6 +17,6 @@ pub use engine::{EVENTS_TABLE, Limits, QueryEngine, SEQ_COLUMN, TEAM_COLUMN, Tai
 pub use error::QueryError;
 pub use output::{Format, QueryResult};
 pub use registry::{
-    AGENTS_TABLE, GRANTS_TABLE, GrantedTool, RegisteredAgent, Registry, agents_schema, glob_to_like, grants_schema,
-    pattern_to_like,
+    AGENTS_TABLE, GRANTS_TABLE, GrantedTool, PatternParts, RegisteredAgent, Registry, agents_schema, glob_to_like,
+    grants_schema, pattern_parts,
 };

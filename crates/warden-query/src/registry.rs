@@ -3,15 +3,26 @@
 //!
 //! ```text
 //! agents(agent_id, team, purpose, origin, status, scopes list<utf8>)
-//! grants(agent_id, team, scope, sensitive, pattern, server_like, tool_like)
+//! grants(agent_id, team, scope, sensitive, pattern, server, tool_match, tool_text, tool_like)
 //! ```
 //!
 //! `grants` has one row per (agent, granted scope, tool pattern of that scope). A pattern is
-//! `server/tool-glob` as in `warden_core::ToolPattern`: the server part is a name or `*`, the tool part
-//! a glob where `*` matches any run of characters. For SQL each part becomes a `LIKE` pattern
-//! (`server_like`, `tool_like`) with `%`, `_` and `\` escaped by `\` and `*` turned into `%`, so
-//! `github/get_*` matches `tool_server LIKE server_like ESCAPE '\' AND tool_name LIKE tool_like
-//! ESCAPE '\'` exactly when `ToolPattern::matches` does.
+//! `server/tool-glob` as in `warden_core::ToolPattern`: the server part is a name or `*` (any
+//! server), the tool part a glob where `*` matches any run of characters. Each row carries the
+//! pattern in the forms SQL can match cheaply: `server` (the server part), `tool_match` = `exact`
+//! (no `*`: `tool_text` is the name), `prefix` (one trailing `*`: `tool_text` is the prefix) or
+//! `like` (anything else), and `tool_like`, the `LIKE` pattern (`*` becomes `%`; `%`, `_` and `\`
+//! are escaped by `\`) valid for every kind. The match, exactly `ToolPattern::matches`:
+//!
+//! ```sql
+//! (g.server = '*' OR g.server = e.server)
+//! AND CASE g.tool_match WHEN 'exact'  THEN e.tool = g.tool_text
+//!                       WHEN 'prefix' THEN starts_with(e.tool, g.tool_text)
+//!                       ELSE e.tool LIKE g.tool_like ESCAPE '\' END
+//! ```
+//!
+//! (`e.tool LIKE g.tool_like ESCAPE '\'` alone is equivalent, but a `LIKE` whose pattern differs
+//! from row to row compiles a regular expression per row; the `CASE` keeps that to real globs.)
 
 use std::sync::Arc;
 
@@ -87,19 +98,34 @@ pub fn glob_to_like(glob: &str) -> String {
     out
 }
 
-/// Splits `server/tool-glob` into its `LIKE` patterns; a pattern without `/` matches nothing.
-pub fn pattern_to_like(pattern: &str) -> (String, String) {
-    match pattern.split_once('/') {
-        Some((server, tool)) => {
-            let server = if server == "*" {
-                "%".to_owned()
-            } else {
-                glob_to_like(server)
-            };
-            (server, glob_to_like(tool))
-        }
-        // Matches no tool name: LIKE patterns cannot contain a raw NUL in Warden names.
-        None => ("\u{0}".to_owned(), "\u{0}".to_owned()),
+/// How one `server/tool-glob` pattern is matched in SQL (see the module documentation).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PatternParts {
+    /// The server part: a server name or `*`.
+    pub server: String,
+    /// `exact`, `prefix` or `like`.
+    pub tool_match: &'static str,
+    /// The tool name (`exact`) or prefix (`prefix`); the raw glob otherwise.
+    pub tool_text: String,
+    /// The tool glob as an escaped `LIKE` pattern.
+    pub tool_like: String,
+}
+
+/// Splits `server/tool-glob` into its SQL forms. A pattern without `/` matches nothing (its server
+/// part is empty, and no event has an empty server).
+pub fn pattern_parts(pattern: &str) -> PatternParts {
+    let (server, tool) = pattern.split_once('/').unwrap_or(("", ""));
+    let stars = tool.matches('*').count();
+    let (tool_match, tool_text) = match tool.strip_suffix('*') {
+        _ if stars == 0 => ("exact", tool),
+        Some(prefix) if stars == 1 => ("prefix", prefix),
+        _ => ("like", tool),
+    };
+    PatternParts {
+        server: server.to_owned(),
+        tool_match,
+        tool_text: tool_text.to_owned(),
+        tool_like: glob_to_like(tool),
     }
 }
 
@@ -127,7 +153,9 @@ pub fn grants_schema() -> SchemaRef {
         Field::new("scope", DataType::Utf8, false),
         Field::new("sensitive", DataType::Boolean, false),
         Field::new("pattern", DataType::Utf8, false),
-        Field::new("server_like", DataType::Utf8, false),
+        Field::new("server", DataType::Utf8, false),
+        Field::new("tool_match", DataType::Utf8, false),
+        Field::new("tool_text", DataType::Utf8, false),
         Field::new("tool_like", DataType::Utf8, false),
     ]))
 }
@@ -164,7 +192,7 @@ impl Registry {
     /// `grants` as one Arrow batch.
     pub fn grants_batch(&self) -> DfResult<RecordBatch> {
         let g = &self.grants;
-        let likes: Vec<(String, String)> = g.iter().map(|x| pattern_to_like(&x.pattern)).collect();
+        let parts: Vec<PatternParts> = g.iter().map(|x| pattern_parts(&x.pattern)).collect();
         Ok(RecordBatch::try_new(
             grants_schema(),
             vec![
@@ -173,8 +201,10 @@ impl Registry {
                 strings(g.iter().map(|x| x.scope.as_str())),
                 Arc::new(BooleanArray::from_iter(g.iter().map(|x| Some(x.sensitive)))),
                 strings(g.iter().map(|x| x.pattern.as_str())),
-                strings(likes.iter().map(|(s, _)| s.as_str())),
-                strings(likes.iter().map(|(_, t)| t.as_str())),
+                strings(parts.iter().map(|p| p.server.as_str())),
+                strings(parts.iter().map(|p| p.tool_match)),
+                strings(parts.iter().map(|p| p.tool_text.as_str())),
+                strings(parts.iter().map(|p| p.tool_like.as_str())),
             ],
         )?)
     }
@@ -208,10 +238,18 @@ mod tests {
         assert_eq!(glob_to_like("get_*"), "get\\_%");
         assert_eq!(glob_to_like("*"), "%");
         assert_eq!(glob_to_like("a%b\\c"), "a\\%b\\\\c");
-        assert_eq!(pattern_to_like("*/list_*"), ("%".to_owned(), "list\\_%".to_owned()));
+        let p = pattern_parts("github/get_*");
         assert_eq!(
-            pattern_to_like("github/get_issue"),
-            ("github".to_owned(), "get\\_issue".to_owned())
+            (p.server.as_str(), p.tool_match, p.tool_text.as_str()),
+            ("github", "prefix", "get_")
         );
+        let p = pattern_parts("*/search");
+        assert_eq!(
+            (p.server.as_str(), p.tool_match, p.tool_text.as_str()),
+            ("*", "exact", "search")
+        );
+        let p = pattern_parts("s/*_issue*");
+        assert_eq!((p.tool_match, p.tool_like.as_str()), ("like", "%\\_issue%"));
+        assert_eq!(pattern_parts("nonsense").server, "");
     }
 }

@@ -372,7 +372,7 @@ async fn output_formats() {
 ///
 /// Registry: a1 (team a, golden-path, grants: github-read = github/get_*, github/list_*),
 /// a2 (team a, manual, grants: deploy (sensitive) = deploy/*), b1 (team b, golden-path, grant:
-/// */search). Lake: see `fleet_events`.
+/// */search, docs/read_*_page). Lake: see `fleet_events`.
 fn fleet_registry() -> Registry {
     let agent = |id: &str, team: &str, origin: &str, scopes: &[&str]| RegisteredAgent {
         agent_id: id.to_owned(),
@@ -400,6 +400,7 @@ fn fleet_registry() -> Registry {
             grant("a1", "a", "github-read", false, "github/list_*"),
             grant("a2", "a", "deploy", true, "deploy/*"),
             grant("b1", "b", "search", false, "*/search"),
+            grant("b1", "b", "search", false, "docs/read_*_page"),
         ],
     }
 }
@@ -450,6 +451,9 @@ fn fleet_events() -> Vec<Event<'static>> {
     push(0, "ghost", "b", Some("web"), Some("search"), 1, Some((7, 3, 50)));
     push(1, "ghost", "b", Some("web"), Some("search"), 2, None);
     push(1, "ghost2", "a", Some("web"), Some("search"), 2, None);
+    // b1 and a glob that is neither exact nor a prefix.
+    push(1, "b1", "b", Some("docs"), Some("read_main_page"), 1, None);
+    push(1, "b1", "b", Some("docs"), Some("read_page"), 1, None); // drift, allowed
     out
 }
 
@@ -534,10 +538,11 @@ async fn governance_reports_on_a_known_fleet() {
             (s("a1"), s("github"), s("getXissue"), 1, 1),
             (s("a1"), s("gitlab"), s("get_issue"), 1, 0),
             (s("b1"), s("docs"), s("fetch"), 1, 1),
+            (s("b1"), s("docs"), s("read_page"), 1, 0),
         ]
     );
     let drift_b = report(&engine, Report::ScopeDrift, &Visibility::Team("b".to_owned())).await;
-    assert_eq!(drift_b.as_array().unwrap().len(), 1);
+    assert_eq!(drift_b.as_array().unwrap().len(), 2);
 
     assert_eq!(
         report(&engine, Report::SensitiveScopeHolders, &all).await,
@@ -557,7 +562,7 @@ async fn governance_reports_on_a_known_fleet() {
         report(&engine, Report::GoldenPathShare, &all).await,
         json!([
             {"team": "a", "agents": 2, "golden_path_agents": 1, "agent_share_pct": 50.0, "calls": 9, "golden_path_calls": 7, "call_share_pct": 77.8},
-            {"team": "b", "agents": 1, "golden_path_agents": 1, "agent_share_pct": 100.0, "calls": 3, "golden_path_calls": 3, "call_share_pct": 100.0},
+            {"team": "b", "agents": 1, "golden_path_agents": 1, "agent_share_pct": 100.0, "calls": 5, "golden_path_calls": 5, "call_share_pct": 100.0},
         ])
     );
 
