@@ -4,9 +4,16 @@
 //! # How `events` is assembled
 //!
 //! `events` is a [`LakeTable`], a table provider that re-reads its sources at every scan, so a query
-//! sees the segments sealed a moment ago and the events acknowledged a moment ago:
+//! sees the segments sealed a moment ago and the events acknowledged a moment ago. It has two
+//! sources:
 //!
-//! 1. it takes a snapshot of the tail first (the batches the lake's writer holds in memory);
+//! * [`QueryEngine::from_snapshots`]: the lake's own snapshot (`warden_lake::Lake::snapshot`: the
+//!   files of its segment manifest and its tail, taken under one lock), which holds every durable
+//!   event exactly once by construction. Use this when the lake is in the same process.
+//! * [`QueryEngine::new`]: a lake directory and a tail callback (`Lake::tail_batches`), for a lake
+//!   owned elsewhere. Then a scan
+//!
+//! 1. takes a snapshot of the tail first (the batches the lake's writer holds in memory);
 //! 2. then lists `<lake>/events/**/*.parquet` (names starting with `.` or `_` are in-flight files and
 //!    are skipped) and reads the largest `seq` of each segment from its footer statistics (cached
 //!    per file by size and modification time);
@@ -15,7 +22,9 @@
 //! If a seal happens between 1 and 2, its rows are in both the snapshot and the new file, and step 3
 //! drops them from the snapshot: nothing is counted twice. Nothing is lost either, provided the lake
 //! makes a segment visible (rename) before it removes its rows from the tail, which is the order a
-//! crash-safe seal uses anyway. A query that names `events` twice (a self-join) scans twice, each
+//! crash-safe seal uses anyway (`warden_lake` renames the segment, then drains its tail). A listing
+//! cannot tell a file orphaned by a crash before the manifest recorded it from a sealed one; the
+//! snapshot source can. A query that names `events` twice (a self-join) scans twice, each
 //! scan consistent in itself.
 //!
 //! # Visibility
@@ -69,6 +78,27 @@ pub const EVENTS_TABLE: &str = "events";
 /// scan of `events`; it must return quickly (a copy of `Arc`s).
 pub type TailSource = Arc<dyn Fn() -> Vec<RecordBatch> + Send + Sync>;
 
+/// The sealed files and the unsealed tail at one instant, together every event exactly once (what
+/// `warden_lake::Lake::snapshot` returns).
+#[derive(Debug, Clone, Default)]
+pub struct LakeSnapshot {
+    /// Absolute paths of the sealed Parquet segments.
+    pub files: Vec<PathBuf>,
+    /// The unsealed events, schema as the lake's.
+    pub tail: Vec<RecordBatch>,
+}
+
+/// Takes a [`LakeSnapshot`]; called once per scan of `events`. An `Err` is reported as a lake error.
+pub type SnapshotSource = Arc<dyn Fn() -> Result<LakeSnapshot, String> + Send + Sync>;
+
+/// Where `events` comes from.
+enum Source {
+    /// `root/events/**/*.parquet` listed per scan, plus the tail, deduplicated by `seq`.
+    Directory { root: PathBuf, tail: TailSource },
+    /// The lake's own consistent snapshot (its segment manifest and tail).
+    Snapshot(SnapshotSource),
+}
+
 /// Whose events a query may see.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Visibility {
@@ -114,7 +144,7 @@ struct Inner {
 impl fmt::Debug for QueryEngine {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("QueryEngine")
-            .field("lake", &self.inner.table.root)
+            .field("lake", &self.inner.table)
             .field("limits", &self.inner.limits)
             .finish_non_exhaustive()
     }
@@ -135,6 +165,23 @@ impl QueryEngine {
         limits: Limits,
     ) -> Result<Self, QueryError> {
         let root = lake_root.into();
+        if root.to_string_lossy().contains(['*', '?', '[']) {
+            return Err(QueryError::Lake {
+                path: root.display().to_string(),
+                detail: "the lake path may not contain `*`, `?` or `[`; move the lake".to_owned(),
+            });
+        }
+        Self::build(schema, Source::Directory { root, tail }, limits)
+    }
+
+    /// An engine over the lake's own snapshots (`Lake::snapshot`: the files of its segment manifest
+    /// and its tail, taken at one instant) instead of a directory listing. Preferred when the lake
+    /// runs in the same process: the manifest, not the directory, says which files are sealed.
+    pub fn from_snapshots(schema: SchemaRef, source: SnapshotSource, limits: Limits) -> Result<Self, QueryError> {
+        Self::build(schema, Source::Snapshot(source), limits)
+    }
+
+    fn build(schema: SchemaRef, source: Source, limits: Limits) -> Result<Self, QueryError> {
         for (name, want) in [(TEAM_COLUMN, None), (SEQ_COLUMN, Some(DataType::Int64))] {
             let field = schema
                 .field_with_name(name)
@@ -148,20 +195,13 @@ impl QueryEngine {
                 )));
             }
         }
-        if root.to_string_lossy().contains(['*', '?', '[']) {
-            return Err(QueryError::Lake {
-                path: root.display().to_string(),
-                detail: "the lake path may not contain `*`, `?` or `[`; move the lake".to_owned(),
-            });
-        }
         let runtime = RuntimeEnvBuilder::new()
             .with_memory_limit(limits.memory_bytes, 1.0)
             .build_arc()
             .map_err(|e| QueryError::Internal(e.to_string()))?;
         let table = Arc::new(LakeTable {
-            root,
             schema,
-            tail,
+            source,
             seq_cache: Mutex::new(HashMap::new()),
         });
         Ok(Self {
@@ -328,9 +368,8 @@ fn first_words(text: &str) -> String {
 
 /// The table `events`: the lake's sealed segments ∪ its tail, re-read at every scan.
 pub(crate) struct LakeTable {
-    root: PathBuf,
     schema: SchemaRef,
-    tail: TailSource,
+    source: Source,
     /// Largest `seq` per segment file, keyed by path, valid while size and mtime are unchanged.
     seq_cache: Mutex<HashMap<PathBuf, SegmentInfo>>,
 }
@@ -344,16 +383,17 @@ struct SegmentInfo {
 
 impl fmt::Debug for LakeTable {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("LakeTable")
-            .field("root", &self.root)
-            .finish_non_exhaustive()
+        match &self.source {
+            Source::Directory { root, .. } => write!(f, "LakeTable({})", root.display()),
+            Source::Snapshot(_) => f.write_str("LakeTable(snapshots)"),
+        }
     }
 }
 
 impl LakeTable {
     /// The segment files now present and the largest `seq` among them.
-    fn segments(&self) -> Result<(Vec<PathBuf>, Option<i64>), QueryError> {
-        let dir = self.root.join(EVENTS_TABLE);
+    fn segments(&self, root: &Path) -> Result<(Vec<PathBuf>, Option<i64>), QueryError> {
+        let dir = root.join(EVENTS_TABLE);
         let mut files = Vec::new();
         collect_parquet(&dir, &mut files, 0)?;
         files.sort();
@@ -507,10 +547,30 @@ impl TableProvider for LakeTable {
         filters: &[Expr],
         limit: Option<usize>,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
-        // Tail first, then the listing: see the module documentation.
-        let snapshot = (self.tail)();
-        let (files, sealed_max) = self.segments().map_err(|e| DataFusionError::External(Box::new(e)))?;
-        let tail = self.tail_after(sealed_max, snapshot)?;
+        let (files, tail) = match &self.source {
+            Source::Directory { root, tail } => {
+                // Tail first, then the listing: see the module documentation.
+                let snapshot = tail();
+                let (files, sealed_max) = self
+                    .segments(root)
+                    .map_err(|e| DataFusionError::External(Box::new(e)))?;
+                (files, self.tail_after(sealed_max, snapshot)?)
+            }
+            Source::Snapshot(source) => {
+                let snapshot = source().map_err(|detail| {
+                    DataFusionError::External(Box::new(QueryError::Lake {
+                        path: "the audit lake".to_owned(),
+                        detail,
+                    }))
+                })?;
+                let tail = snapshot
+                    .tail
+                    .into_iter()
+                    .filter(|b| b.num_rows() > 0)
+                    .collect::<Vec<_>>();
+                (snapshot.files, tail)
+            }
+        };
 
         let mut inputs: Vec<Arc<dyn ExecutionPlan>> = Vec::new();
         if !files.is_empty() {

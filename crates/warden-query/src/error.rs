@@ -9,7 +9,7 @@ use datafusion::sql::sqlparser::parser::ParserError;
 ///
 /// Every variant except [`QueryError::Lake`] and [`QueryError::Internal`] is the caller's doing
 /// (an API maps them to 400); those two are the server's (500).
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum QueryError {
     /// The SQL text does not parse. The message carries the line and column.
     #[error("SQL syntax error: {0}")]
@@ -143,6 +143,10 @@ impl QueryError {
             DataFusionError::IoError(e) => Self::Lake {
                 path: "events".to_owned(),
                 detail: e.to_string(),
+            },
+            DataFusionError::External(inner) => match inner.downcast_ref::<QueryError>() {
+                Some(ours) => ours.clone(),
+                None => Self::Internal(inner.to_string()),
             },
             other => Self::Internal(other.to_string()),
         }

@@ -13,7 +13,9 @@ pub mod govern;
 mod output;
 mod registry;
 
-pub use engine::{EVENTS_TABLE, Limits, QueryEngine, SEQ_COLUMN, TEAM_COLUMN, TailSource, Visibility};
+pub use engine::{
+    EVENTS_TABLE, LakeSnapshot, Limits, QueryEngine, SEQ_COLUMN, SnapshotSource, TEAM_COLUMN, TailSource, Visibility,
+};
 pub use error::QueryError;
 pub use output::{Format, QueryResult};
 pub use registry::{

@@ -655,3 +655,87 @@ async fn duckdb_agrees_on_counts_per_class_and_agent() {
         5_000
     );
 }
+
+/// The engine over a real `warden_lake::Lake`, both ways it can be wired: the lake's snapshots, and
+/// the lake directory plus `tail_batches`. Events are visible before and after a seal, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_a_real_lake_before_and_after_a_seal() {
+    use warden_lake::{AuditEvent, Decision, Lake, LakeConfig, Subject, ToolCall};
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = LakeConfig {
+        origin: "test.example/audit".to_owned(),
+        wal_segment_bytes: 1 << 20,
+        seal_max_events: 1_000_000,
+        seal_max_age: std::time::Duration::from_secs(3600),
+        ..LakeConfig::default()
+    };
+    let lake = Arc::new(Lake::open(dir.path(), config).unwrap());
+    let make = |range: std::ops::Range<i64>| -> Vec<AuditEvent> {
+        range
+            .map(|i| {
+                let team = if i % 3 == 0 { "a" } else { "b" };
+                let subject = Subject {
+                    agent_id: format!("spiffe://x/team/{team}/agent/n{}", i % 7),
+                    team: Some(team.to_owned()),
+                    ..Subject::default()
+                };
+                let call = ToolCall {
+                    server: "github".to_owned(),
+                    tool: "get_issue".to_owned(),
+                    decision: if i % 10 == 0 { Decision::Deny } else { Decision::Allow },
+                    policy_ids: vec![],
+                    reason: None,
+                };
+                AuditEvent::tool_decision(format!("evt-{i}"), T0 + i * 1000, &subject, &call)
+            })
+            .collect()
+    };
+    let snap_lake = lake.clone();
+    let by_snapshot = QueryEngine::from_snapshots(
+        schema(),
+        Arc::new(move || {
+            let s = snap_lake.snapshot().map_err(|e| e.to_string())?;
+            Ok(warden_query::LakeSnapshot {
+                files: s.files,
+                tail: s.tail,
+            })
+        }),
+        Limits::default(),
+    )
+    .unwrap();
+    let tail_lake = lake.clone();
+    let by_directory = QueryEngine::new(
+        dir.path(),
+        schema(),
+        Arc::new(move || tail_lake.tail_batches().unwrap_or_default()),
+    )
+    .unwrap();
+    let sql = "SELECT count(*) AS n, count(DISTINCT seq) AS d, sum(CASE WHEN action_id = 2 THEN 1 ELSE 0 END) AS denied FROM events";
+    let check = |n: i64, denied: i64| {
+        let (a, b) = (by_snapshot.clone(), by_directory.clone());
+        async move {
+            for engine in [a, b] {
+                let r = engine.sql(sql, &Visibility::All).await.unwrap().to_json();
+                assert_eq!(r, json!([{"n": n, "d": n, "denied": denied}]), "{engine:?}");
+                let team_a = count(
+                    &engine,
+                    &Visibility::Team("a".to_owned()),
+                    "SELECT count(*) FROM events",
+                )
+                .await;
+                assert_eq!(team_a, (0..n).filter(|i| i % 3 == 0).count() as i64);
+            }
+        }
+    };
+
+    lake.append(make(0..300)).await.unwrap();
+    check(300, 30).await;
+    lake.seal().await.unwrap();
+    assert!(!lake.snapshot().unwrap().files.is_empty());
+    check(300, 30).await;
+    lake.append(make(300..350)).await.unwrap();
+    check(350, 35).await;
+    lake.seal().await.unwrap();
+    check(350, 35).await;
+}
