@@ -240,7 +240,7 @@ fn generate(dir: &Path, fleet: &Fleet, n: u64) {
     }
 }
 
-/// The registry for DuckDB, rewritten every run (cheap) so it always has today's columns.
+/// The registry for DuckDB (the directory name carries a version: bump it when columns change).
 fn write_registry(dir: &Path, registry: &Registry) {
     for (name, b) in [
         ("agents", registry.agents_batch().unwrap()),
@@ -270,7 +270,7 @@ fn lake_dir(n: u64) -> PathBuf {
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target"));
-    target.join("warden-query-bench").join(format!("events-{n}-v1"))
+    target.join("warden-query-bench").join(format!("events-{n}-v2"))
 }
 
 /// Normalises a result for comparison: time columns become a marker (the engines spell them
@@ -370,17 +370,24 @@ fn main() {
     if dir.join("done").exists() {
         println!("lake: {} (reused)", dir.display());
     } else {
+        // Built under a private name and renamed, so concurrent runs never read a half-written lake.
         let _ = std::fs::remove_dir_all(&dir);
         let t = Instant::now();
-        generate(&dir, &fleet, n);
-        std::fs::write(dir.join("done"), b"").unwrap();
+        let building = dir.with_extension(format!("building-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&building);
+        generate(&building, &fleet, n);
+        write_registry(&building, &fleet.registry);
+        std::fs::write(building.join("done"), b"").unwrap();
+        if std::fs::rename(&building, &dir).is_err() {
+            // Another run got there first.
+            let _ = std::fs::remove_dir_all(&building);
+        }
         println!(
             "lake: {} generated in {:.1} s",
             dir.display(),
             t.elapsed().as_secs_f64()
         );
     }
-    write_registry(&dir, &fleet.registry);
     let bytes: u64 = walk(&dir.join("events"))
         .iter()
         .map(|p| std::fs::metadata(p).unwrap().len())
