@@ -167,7 +167,7 @@ impl Shared {
     }
 
     /// Signs a checkpoint and appends it to `checkpoints.jsonl` (synced).
-    fn persist_checkpoint(&self, size: u64, root: &Hash) -> io::Result<SignedCheckpoint> {
+    pub(crate) fn persist_checkpoint(&self, size: u64, root: &Hash) -> io::Result<SignedCheckpoint> {
         let cp = self.key.sign_checkpoint(size, root);
         let mut line = serde_json::to_vec(&CheckpointLine {
             size,

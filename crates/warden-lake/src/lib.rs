@@ -8,12 +8,14 @@
 //! - `schema`: the flat Arrow/Parquet columns of the `events` table.
 //! - `segment`: sealed Parquet files (day-partitioned) and the segment manifest.
 //! - `verify`: offline verification of a lake directory, naming what was changed.
+//! - `pack`: evidence packs (export, offline verification).
 //! - `lake`: the `Lake` handle, recovery on open, the writer and sealer threads.
 
 pub mod checkpoint;
 pub mod event;
 mod lake;
 pub mod merkle;
+pub mod pack;
 mod schema;
 mod segment;
 pub mod verify;
@@ -25,6 +27,7 @@ pub use event::{
     Subject, ToolCall,
 };
 pub use lake::{Lake, LakeConfig, LakeError, Receipt, Snapshot};
+pub use pack::{PackError, PackReport, PackRequest, PackSummary, Progress, verify_pack, verify_pack_with_key};
 pub use schema::arrow_schema;
 pub use segment::{ManifestEntry, SegmentFile};
 pub use verify::{Problem, ProblemKind, Report, verify, verify_with_key};
