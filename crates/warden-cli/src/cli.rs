@@ -61,6 +61,83 @@ pub(crate) enum Command {
     Keys(KeysCommand),
     /// Show who the access token belongs to.
     Whoami,
+    /// Hook commands for agent runtimes (stdin JSON in, decision out).
+    #[command(subcommand)]
+    Hook(HookCommand),
+    /// The golden path: register an agent and write a ready Claude Code project for it.
+    Init(InitArgs),
+    /// Golden-path templates: the files `warden init` writes (the platform team's, versioned).
+    #[command(subcommand)]
+    Template(TemplateCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum HookCommand {
+    /// A Claude Code hook command: reads the hook input on stdin, asks Warden, prints the decision.
+    /// Any failure on a decision exits 2 (Claude Code blocks the call); other events that cannot be
+    /// delivered are spooled to .warden/spool.jsonl and delivered later.
+    #[command(name = "claude-code")]
+    ClaudeCode,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct InitArgs {
+    /// The project directory (created if missing).
+    #[arg(default_value = ".")]
+    pub(crate) dir: PathBuf,
+    /// The owning team.
+    #[arg(long, required_unless_present = "managed")]
+    pub(crate) team: Option<String>,
+    /// The agent's name.
+    #[arg(long, required_unless_present = "managed")]
+    pub(crate) name: Option<String>,
+    /// Its declared purpose.
+    #[arg(long, required_unless_present = "managed")]
+    pub(crate) purpose: Option<String>,
+    /// The person who answers for it.
+    #[arg(long)]
+    pub(crate) owner: Option<String>,
+    /// A tag, e.g. customer-data (repeatable).
+    #[arg(long = "tag")]
+    pub(crate) tags: Vec<String>,
+    /// The template to render (default: `default`).
+    #[arg(long, default_value = "default")]
+    pub(crate) template: String,
+    /// The MCP gateway URL to put in .mcp.json (default: the server's /mcp).
+    #[arg(long)]
+    pub(crate) gateway_url: Option<String>,
+    /// Overwrite files that were edited since warden init wrote them (or that it did not write).
+    #[arg(long)]
+    pub(crate) force: bool,
+    /// Write managed settings for a fleet rollout into DIR (managed-settings.json, managed-mcp.json)
+    /// instead of a project; registers no agent.
+    #[arg(long, conflicts_with_all = ["team", "name", "purpose", "owner", "tags"])]
+    pub(crate) managed: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum TemplateCommand {
+    /// List templates (newest version of each).
+    List,
+    /// Show a template's files (or write them to --out, to edit and `set` again).
+    Show {
+        /// The template.
+        name: String,
+        /// The version (default: the newest).
+        #[arg(long)]
+        version: Option<i64>,
+        /// Write the files under this directory instead of printing them.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Store every file under DIR as the next version of a template (platform-admin).
+    Set {
+        /// The template.
+        name: String,
+        /// The directory holding the template's files.
+        #[arg(long)]
+        from: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -79,6 +156,15 @@ pub(crate) enum TokenCommand {
         /// Only these of the agent's scopes, comma separated.
         #[arg(long, value_delimiter = ',')]
         scope: Vec<String>,
+    },
+    /// Print `{"Authorization": "Bearer <agent token>"}` for the agent of a project made by
+    /// `warden init` (a headersHelper for .mcp.json); the token is cached in .warden/ until shortly
+    /// before it expires.
+    Header {
+        /// The project (default: $CLAUDE_PROJECT_DIR, else the nearest directory upward holding
+        /// .warden/agent.json).
+        #[arg(long)]
+        dir: Option<PathBuf>,
     },
     /// Exchange an agent's token (given with --token) for a subagent's (RFC 8693); the subagent is
     /// registered if new.
@@ -161,6 +247,9 @@ pub(crate) struct ServeArgs {
     /// The organization's time zone for policy time facts (`hour`, `weekday`): UTC or an offset like +02:00.
     #[arg(long, default_value = "UTC", allow_hyphen_values = true)]
     pub(crate) time_zone: String,
+    /// Keep the text of prompts in Claude Code hook events (by default only their length is kept).
+    #[arg(long)]
+    pub(crate) keep_prompts: bool,
 }
 
 #[derive(Debug, Args)]

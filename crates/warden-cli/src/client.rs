@@ -44,6 +44,14 @@ impl ClientError {
         }
     }
 
+    /// The HTTP status the server answered with, if it answered.
+    pub(crate) fn status(&self) -> Option<u16> {
+        match self {
+            ClientError::Api { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+
     /// Whether a permission or a policy said no.
     pub(crate) fn is_denied(&self) -> bool {
         matches!(self, ClientError::Api { status: 403, .. })
@@ -72,14 +80,28 @@ pub(crate) fn encode_segment(segment: &str) -> String {
 
 impl Client {
     pub(crate) fn new(base: &str, token: Option<String>) -> Client {
+        Client::with_timeout(base, token, Duration::from_secs(30))
+    }
+
+    /// A client whose every call gives up after `timeout`.
+    pub(crate) fn with_timeout(base: &str, token: Option<String>, timeout: Duration) -> Client {
         let config = ureq::Agent::config_builder()
             .http_status_as_error(false)
-            .timeout_global(Some(Duration::from_secs(30)))
+            .timeout_global(Some(timeout))
             .build();
         Client {
             base: base.trim_end_matches('/').to_owned(),
             token,
             agent: ureq::Agent::new_with_config(config),
+        }
+    }
+
+    /// The same client (connection pool, timeout) with another token.
+    pub(crate) fn with_token(&self, token: String) -> Client {
+        Client {
+            base: self.base.clone(),
+            token: Some(token),
+            agent: self.agent.clone(),
         }
     }
 

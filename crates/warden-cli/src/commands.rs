@@ -10,8 +10,8 @@ use warden_gateway::remote::{RemoteConfig, RemoteControlPlane};
 use warden_gateway::{Gateway, GatewayConfig};
 
 use crate::cli::{
-    AccessTokenCommand, AgentCommand, Cli, Command, GatewayArgs, GuardrailCommand, KeysCommand, McpServerCommand,
-    PolicyCommand, ScopeCommand, TeamCommand, TokenCommand,
+    AccessTokenCommand, AgentCommand, Cli, Command, GatewayArgs, GuardrailCommand, HookCommand, KeysCommand,
+    McpServerCommand, PolicyCommand, ScopeCommand, TeamCommand, TokenCommand,
 };
 use crate::client::{Client, encode_segment};
 use crate::output;
@@ -94,6 +94,10 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<()> {
             });
             Ok(())
         }
+        // `main` runs the hook itself: it has its own exit statuses.
+        Command::Hook(HookCommand::ClaudeCode) => bail!("`warden hook claude-code` is run by `main`"),
+        Command::Init(args) => crate::init::run(&client, &cli.server, json, args),
+        Command::Template(cmd) => crate::init::template(&client, json, cmd),
         Command::Whoami => {
             let res = client.get("/v1/whoami")?;
             show(json, &res, |v| output::record(v, &["name", "role", "team"]));
@@ -119,6 +123,7 @@ fn serve(args: crate::cli::ServeArgs) -> anyhow::Result<()> {
         token_ttl_secs: args.token_ttl,
         max_delegation_depth: args.max_delegation_depth,
         time_zone: args.time_zone,
+        keep_prompts: args.keep_prompts,
     };
     runtime.block_on(warden_server::serve(config))?;
     Ok(())
@@ -426,6 +431,7 @@ fn output_list(value: &Value) -> String {
 fn token(client: &Client, json: bool, token: Option<&str>, cmd: TokenCommand) -> anyhow::Result<()> {
     let mut form: Vec<(&str, String)> = Vec::new();
     match cmd {
+        TokenCommand::Header { dir } => return crate::agent_auth::header(dir.as_deref()),
         TokenCommand::Issue {
             agent,
             secret,

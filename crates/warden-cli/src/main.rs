@@ -4,9 +4,12 @@
 //! Exit status: 0 success; 1 error (one line on stderr beginning `error: `); 2 usage error; 3 denied
 //! (a policy or a permission said no).
 
+mod agent_auth;
 mod cli;
 mod client;
 mod commands;
+mod hook;
+mod init;
 mod output;
 
 use std::process::ExitCode;
@@ -14,6 +17,14 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
+    // The hook runs once per tool call: answer it without building the whole command line.
+    let mut args = std::env::args_os().skip(1);
+    if args.next().is_some_and(|a| a == "hook")
+        && args.next().is_some_and(|a| a == "claude-code")
+        && args.next().is_none()
+    {
+        return hook::claude_code();
+    }
     let cli = match cli::Cli::try_parse() {
         Ok(cli) => cli,
         Err(err) => {
@@ -22,6 +33,9 @@ fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
+    if matches!(cli.command, cli::Command::Hook(cli::HookCommand::ClaudeCode)) {
+        return hook::claude_code();
+    }
     match commands::run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {

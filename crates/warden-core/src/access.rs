@@ -84,6 +84,8 @@ pub enum Operation<'a> {
     ManageKeys,
     /// Add or remove guardrails.
     ManagePolicy,
+    /// Store new versions of golden-path templates.
+    ManageTemplates,
     /// Pull the gateway snapshot (including upstream credentials) and ship gateway events.
     GatewaySync,
     /// Read the change log.
@@ -106,6 +108,7 @@ impl Operation<'_> {
             Operation::ManageMcpServers => "managing MCP servers".to_owned(),
             Operation::ManageKeys => "rotating signing keys".to_owned(),
             Operation::ManagePolicy => "managing guardrails".to_owned(),
+            Operation::ManageTemplates => "editing golden-path templates".to_owned(),
             Operation::GatewaySync => "syncing a standalone gateway".to_owned(),
             Operation::ReadChangeLog => "reading the change log".to_owned(),
             Operation::ManageAgents { team } => {

@@ -94,6 +94,21 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
     }
 }
 
+/// The token of the request's `Authorization: Bearer …` header; `what` names the token in errors.
+pub(crate) fn bearer_token<'a>(headers: &'a axum::http::HeaderMap, what: &str) -> Result<&'a str, ApiError> {
+    let header = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .ok_or_else(|| ApiError::unauthenticated(format!("missing `Authorization: Bearer <{what}>` header")))?;
+    let value = header
+        .to_str()
+        .map_err(|_| ApiError::unauthenticated("the Authorization header is not valid text"))?;
+    value
+        .strip_prefix("Bearer ")
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| ApiError::unauthenticated(format!("the Authorization header must be `Bearer <{what}>`")))
+}
+
 /// The person behind the request's bearer access token.
 pub(crate) struct Caller(pub(crate) Person);
 
@@ -101,18 +116,7 @@ impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        let header = parts
-            .headers
-            .get(axum::http::header::AUTHORIZATION)
-            .ok_or_else(|| ApiError::unauthenticated("missing `Authorization: Bearer <access token>` header"))?;
-        let value = header
-            .to_str()
-            .map_err(|_| ApiError::unauthenticated("the Authorization header is not valid text"))?;
-        let token = value
-            .strip_prefix("Bearer ")
-            .map(str::trim)
-            .filter(|t| !t.is_empty())
-            .ok_or_else(|| ApiError::unauthenticated("the Authorization header must be `Bearer <access token>`"))?;
+        let token = bearer_token(&parts.headers, "access token")?;
         let hash = warden_identity::secret::hash(token);
         let stored = state.store.find_access_token(hash).await?;
         match stored {

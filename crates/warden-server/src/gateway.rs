@@ -57,6 +57,16 @@ impl ServerControlPlane {
     }
 }
 
+impl ServerControlPlane {
+    /// Whether `name` is a registered MCP server.
+    pub(crate) fn is_registered(&self, name: &str) -> bool {
+        self.servers
+            .read()
+            .map(|s| s.iter().any(|spec| spec.name.as_str() == name))
+            .unwrap_or(false)
+    }
+}
+
 impl ControlPlane for ServerControlPlane {
     fn authenticate(&self, bearer: &str) -> Result<AgentIdentity, String> {
         let verified = self.credentials.verify(bearer).map_err(|e| e.to_string())?;

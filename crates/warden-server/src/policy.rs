@@ -8,6 +8,7 @@
 
 use std::sync::{Arc, RwLock};
 
+use warden_core::{McpServer, Transport};
 use warden_policy::{Decision, Fleet, Guardrail, PolicyEngine, parse_guardrail};
 use warden_store::{AgentFilter, Store, StoreError};
 
@@ -32,10 +33,29 @@ pub enum PolicyStateError {
 pub(crate) async fn build_engine(store: &Store) -> Result<PolicyEngine, PolicyStateError> {
     let agents = store.list_agents(AgentFilter::default()).await?;
     let scopes = store.list_scopes().await?;
-    let servers = store.list_mcp_servers().await?;
+    let mut servers = store.list_mcp_servers().await?;
+    servers.push(claude_code_server());
     let guardrails = load_guardrails(store).await?;
     let fleet = Fleet::new(&agents, &scopes, &servers);
     PolicyEngine::new(fleet, guardrails).map_err(|e| PolicyStateError::Policy(e.to_string()))
+}
+
+/// Claude Code's built-in tools (`Bash`, `Read`, …) as the tools of a server `claude-code`, so that
+/// scopes and guardrails cover them (the hook asks for decisions on them). Policy sees it like any
+/// registered server; the gateway never lists it and the name cannot be registered.
+fn claude_code_server() -> McpServer {
+    McpServer {
+        name: warden_core::claude_code::builtin_server(),
+        transport: Transport::Stdio {
+            command: "claude".to_owned(),
+            args: Vec::new(),
+        },
+        owner_team: None,
+        sensitive: false,
+        has_credentials: false,
+        created_at: String::new(),
+        updated_at: String::new(),
+    }
 }
 
 async fn load_guardrails(store: &Store) -> Result<Vec<Guardrail>, PolicyStateError> {

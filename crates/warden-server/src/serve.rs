@@ -42,6 +42,8 @@ pub struct ServeConfig {
     pub max_delegation_depth: u32,
     /// The organization's time zone for policy time facts: `UTC` or an offset like `+02:00`.
     pub time_zone: String,
+    /// Keep the text of prompts in Claude Code hook events (by default only their length is kept).
+    pub keep_prompts: bool,
 }
 
 /// Why the server could not start or stopped with an error.
@@ -113,6 +115,7 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
     let store = Store::open_sqlite(&db_path)?;
     let trust_domain = settle_trust_domain(&store, config.trust_domain.as_deref()).await?;
     bootstrap_admin_token(&store, dir).await?;
+    crate::routes::seed_default_template(&store).await?;
 
     if !(1..=MAX_TOKEN_TTL_SECS).contains(&config.token_ttl_secs) {
         return Err(ServeError::Other(format!(
@@ -151,6 +154,7 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
         credentials,
         policy,
         time_offset,
+        keep_prompts: config.keep_prompts,
         gateway: gateway.clone(),
         control,
     };

@@ -21,6 +21,8 @@ pub struct AppState {
     pub policy: Arc<PolicyState>,
     /// The organization's time zone, for the time facts policy sees.
     pub time_offset: time::UtcOffset,
+    /// Whether Claude Code hook events keep the text of prompts (otherwise only their length).
+    pub keep_prompts: bool,
     /// The MCP gateway served at `/mcp` and `/mcp/{server}`.
     pub gateway: warden_gateway::Gateway,
     /// The gateway's view of the control plane (its upstream list is refreshed when servers change).

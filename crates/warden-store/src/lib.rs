@@ -1,5 +1,6 @@
 //! Warden's registry store: teams, people's access tokens, agents, MCP servers, scopes, grants, the
-//! revocation feed, and the append-only table of registry change events.
+//! golden-path templates (versioned), the revocation feed, and the append-only table of registry
+//! change events.
 //!
 //! Callers see one async API, [`Store`]; the backend behind it is chosen at open time. The embedded
 //! default is SQLite (WAL, `synchronous=FULL`: a write that returned is on disk). The API speaks in
@@ -14,6 +15,7 @@ mod sqlite;
 #[cfg(test)]
 mod tests;
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -111,6 +113,32 @@ pub struct NewAgent {
     pub origin: Origin,
     /// The hash of its client secret, if it has one.
     pub secret_hash: Option<[u8; 32]>,
+    /// The golden-path template (and version) that made its project, for `warden init`.
+    pub template: Option<TemplateRef>,
+}
+
+/// A golden-path template version: which template made an agent's project.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TemplateRef {
+    /// The template's name.
+    pub name: Name,
+    /// Its version, from 1.
+    pub version: i64,
+}
+
+/// One version of a golden-path template: the files `warden init` renders into a project.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TemplateRecord {
+    /// The template's name.
+    pub name: Name,
+    /// Its version, from 1; every edit makes a new one and old ones stay readable.
+    pub version: i64,
+    /// Relative path to file text, with `{{placeholders}}`.
+    pub files: BTreeMap<String, String>,
+    /// Who stored this version (`warden` for the built-in default).
+    pub created_by: String,
+    /// When.
+    pub created_at: String,
 }
 
 /// A new MCP server to register.
@@ -214,7 +242,9 @@ pub(crate) struct PendingEvent {
     pub(crate) target_kind: String,
     pub(crate) target: String,
     pub(crate) details: serde_json::Value,
-    ack: tokio::sync::oneshot::Sender<Result<(), StoreError>>,
+    /// Stored at most once per id: a resent event is acknowledged as not new.
+    pub(crate) event_id: Option<String>,
+    ack: tokio::sync::oneshot::Sender<Result<bool, StoreError>>,
 }
 
 /// The most events one group commit writes.
@@ -431,6 +461,35 @@ impl Store {
         target: &str,
         details: serde_json::Value,
     ) -> Result<(), StoreError> {
+        self.group(actor, action, target_kind, target, details, None)
+            .await
+            .map(|_| ())
+    }
+
+    /// Records an event shipped from elsewhere (a standalone gateway, a Claude Code hook, a spool),
+    /// once per `event_id`: a resent event is acknowledged and not stored again. Returns whether it
+    /// was new, once it is durable; like [`Store::record_event`] it shares group commits.
+    pub async fn record_event_once(
+        &self,
+        actor: &Actor,
+        event_id: &str,
+        action: &str,
+        target: &str,
+        details: serde_json::Value,
+    ) -> Result<bool, StoreError> {
+        self.group(actor, action, "agent", target, details, Some(event_id.to_owned()))
+            .await
+    }
+
+    async fn group(
+        &self,
+        actor: &Actor,
+        action: &str,
+        target_kind: &str,
+        target: &str,
+        details: serde_json::Value,
+        event_id: Option<String>,
+    ) -> Result<bool, StoreError> {
         let (ack, acked) = tokio::sync::oneshot::channel();
         let event = PendingEvent {
             actor: actor.clone(),
@@ -438,6 +497,7 @@ impl Store {
             target_kind: target_kind.to_owned(),
             target: target.to_owned(),
             details,
+            event_id,
             ack,
         };
         self.events
@@ -448,20 +508,45 @@ impl Store {
             .map_err(|_| StoreError::Internal("the event writer stopped before acknowledging".to_owned()))?
     }
 
-    /// Records an event shipped from elsewhere (a standalone gateway), once per `event_id`: a resent
-    /// event is acknowledged and not stored again. Returns whether it was new.
-    pub async fn record_event_once(
+    /// Stores a new version of the template `name` (version 1 if it is new).
+    pub async fn put_template(
         &self,
         actor: &Actor,
-        event_id: &str,
-        action: &str,
-        target: &str,
-        details: serde_json::Value,
-    ) -> Result<bool, StoreError> {
-        let (actor, event_id, action, target) =
-            (actor.clone(), event_id.to_owned(), action.to_owned(), target.to_owned());
-        self.run(move |db| db.record_event_once(&actor, &event_id, &action, &target, &details))
+        name: &Name,
+        files: BTreeMap<String, String>,
+    ) -> Result<TemplateRecord, StoreError> {
+        let (actor, name) = (actor.clone(), name.clone());
+        self.run(move |db| db.put_template(&actor, &name, &files, false))
             .await
+            .and_then(|t| t.ok_or_else(|| StoreError::Internal("the template was not stored".to_owned())))
+    }
+
+    /// Stores `files` as version 1 of `name` unless the template exists; returns it if stored.
+    pub async fn seed_template(
+        &self,
+        actor: &Actor,
+        name: &Name,
+        files: BTreeMap<String, String>,
+    ) -> Result<Option<TemplateRecord>, StoreError> {
+        let (actor, name) = (actor.clone(), name.clone());
+        self.run(move |db| db.put_template(&actor, &name, &files, true)).await
+    }
+
+    /// One version of a template, the newest when `version` is `None`.
+    pub async fn template(&self, name: &Name, version: Option<i64>) -> Result<TemplateRecord, StoreError> {
+        let name = name.clone();
+        self.run(move |db| db.template(&name, version)).await
+    }
+
+    /// The newest version of every template, by name.
+    pub async fn list_templates(&self) -> Result<Vec<TemplateRecord>, StoreError> {
+        self.run(|db| db.list_templates()).await
+    }
+
+    /// The template version that made an agent's project, if `warden init` made it.
+    pub async fn agent_template(&self, id: &AgentId) -> Result<Option<TemplateRef>, StoreError> {
+        let id = id.clone();
+        self.run(move |db| db.agent_template(&id)).await
     }
 
     /// Revocation feed entries after `since`, oldest first, at most `limit`.
@@ -488,9 +573,13 @@ fn group_commit(backend: &sqlite::SqliteStore, pending: &std::sync::mpsc::Receiv
             }
         }
         let result = backend.record_events(&batch);
-        for event in batch {
+        for (idx, event) in batch.into_iter().enumerate() {
             // The caller may have gone away; its event is durable either way.
-            let _ = event.ack.send(result.clone());
+            let answer = match &result {
+                Ok(new) => Ok(new.get(idx).copied().unwrap_or(false)),
+                Err(e) => Err(e.clone()),
+            };
+            let _ = event.ack.send(answer);
         }
     }
 }

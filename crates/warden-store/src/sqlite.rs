@@ -5,6 +5,7 @@
 //! conflict gets a precise message rather than a constraint error), changes the rows and appends the
 //! change event; on any error the transaction rolls back and nothing is written.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
 
@@ -19,7 +20,7 @@ use warden_core::{
 
 use crate::{
     Actor, AgentCredentials, AgentFilter, ChangeEvent, GuardrailRecord, NewAgent, NewMcpServer, NewScope,
-    RevocationRecord, StoreError, StoredAccessToken,
+    RevocationRecord, StoreError, StoredAccessToken, TemplateRecord, TemplateRef,
 };
 
 /// Schema migrations, applied in order; `PRAGMA user_version` records how many have run.
@@ -112,6 +113,18 @@ CREATE TABLE guardrails (
     r#"
 ALTER TABLE change_events ADD COLUMN event_id TEXT;
 CREATE UNIQUE INDEX change_events_event_id ON change_events(event_id) WHERE event_id IS NOT NULL;
+"#,
+    r#"
+CREATE TABLE templates (
+    name TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    files TEXT NOT NULL,
+    created_by TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    PRIMARY KEY (name, version)
+) STRICT;
+ALTER TABLE agents ADD COLUMN template TEXT;
+ALTER TABLE agents ADD COLUMN template_version INTEGER;
 "#,
 ];
 
@@ -383,6 +396,9 @@ impl SqliteStore {
                     key: parent.to_string(),
                 });
             }
+            if let Some(template) = &new.template {
+                require_template(tx, template)?;
+            }
             let mut tags = new.tags.clone();
             tags.sort();
             tags.dedup();
@@ -402,6 +418,12 @@ impl SqliteStore {
                 updated_at: now,
             };
             register_agent_row(tx, actor, &agent, new.secret_hash.as_ref())?;
+            if let Some(template) = &new.template {
+                tx.execute(
+                    "UPDATE agents SET template = ?1, template_version = ?2 WHERE id = ?3",
+                    params![template.name.as_str(), template.version, agent.id.as_str()],
+                )?;
+            }
             Ok(agent)
         })
     }
@@ -982,10 +1004,24 @@ impl SqliteStore {
         })
     }
 
-    /// Appends many free-form events in one transaction: one fsync for the whole batch.
-    pub(crate) fn record_events(&self, events: &[crate::PendingEvent]) -> Result<(), StoreError> {
+    /// Appends many free-form events in one transaction: one fsync for the whole batch. An event
+    /// with an id already stored (or earlier in the batch) is skipped; the answer says, per event,
+    /// whether it was stored.
+    pub(crate) fn record_events(&self, events: &[crate::PendingEvent]) -> Result<Vec<bool>, StoreError> {
         self.write(|tx| {
+            let mut stored = Vec::with_capacity(events.len());
             for event in events {
+                if let Some(id) = &event.event_id {
+                    let seen: bool = tx.query_row(
+                        "SELECT EXISTS (SELECT 1 FROM change_events WHERE event_id = ?1)",
+                        [id],
+                        |row| row.get(0),
+                    )?;
+                    if seen {
+                        stored.push(false);
+                        continue;
+                    }
+                }
                 record(
                     tx,
                     &event.actor,
@@ -995,35 +1031,124 @@ impl SqliteStore {
                     None::<&()>,
                     Some(&event.details),
                 )?;
+                if let Some(id) = &event.event_id {
+                    tx.execute(
+                        "UPDATE change_events SET event_id = ?1 WHERE seq = last_insert_rowid()",
+                        [id],
+                    )?;
+                }
+                stored.push(true);
             }
-            Ok(())
+            Ok(stored)
         })
     }
 
-    pub(crate) fn record_event_once(
+    // Templates.
+
+    /// Stores the next version of `name`; with `only_first`, only when no version exists yet.
+    pub(crate) fn put_template(
         &self,
         actor: &Actor,
-        event_id: &str,
-        action: &str,
-        target: &str,
-        details: &serde_json::Value,
-    ) -> Result<bool, StoreError> {
+        name: &Name,
+        files: &BTreeMap<String, String>,
+        only_first: bool,
+    ) -> Result<Option<TemplateRecord>, StoreError> {
         self.write(|tx| {
-            let seen: bool = tx.query_row(
-                "SELECT EXISTS (SELECT 1 FROM change_events WHERE event_id = ?1)",
-                [event_id],
+            let latest: Option<i64> = tx.query_row(
+                "SELECT MAX(version) FROM templates WHERE name = ?1",
+                [name.as_str()],
                 |row| row.get(0),
             )?;
-            if seen {
-                return Ok(false);
+            if only_first && latest.is_some() {
+                return Ok(None);
             }
-            record(tx, actor, action, "agent", target, None::<&()>, Some(details))?;
+            let template = TemplateRecord {
+                name: name.clone(),
+                version: latest.unwrap_or(0) + 1,
+                files: files.clone(),
+                created_by: actor.name.clone(),
+                created_at: now_rfc3339(),
+            };
             tx.execute(
-                "UPDATE change_events SET event_id = ?1 WHERE seq = last_insert_rowid()",
-                [event_id],
+                "INSERT INTO templates (name, version, files, created_by, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![
+                    name.as_str(),
+                    template.version,
+                    serde_json::to_string(&template.files)?,
+                    template.created_by,
+                    template.created_at
+                ],
             )?;
-            Ok(true)
+            record(
+                tx,
+                actor,
+                "template.set",
+                "template",
+                &format!("{name}@{}", template.version),
+                None::<&()>,
+                Some(&template),
+            )?;
+            Ok(Some(template))
         })
+    }
+
+    pub(crate) fn template(&self, name: &Name, version: Option<i64>) -> Result<TemplateRecord, StoreError> {
+        let conn = self.lock()?;
+        let row = match version {
+            Some(v) => conn
+                .query_row(
+                    "SELECT name, version, files, created_by, created_at FROM templates
+                     WHERE name = ?1 AND version = ?2",
+                    params![name.as_str(), v],
+                    template_row,
+                )
+                .optional()?,
+            None => conn
+                .query_row(
+                    "SELECT name, version, files, created_by, created_at FROM templates
+                     WHERE name = ?1 ORDER BY version DESC LIMIT 1",
+                    [name.as_str()],
+                    template_row,
+                )
+                .optional()?,
+        };
+        let key = match version {
+            Some(v) => format!("{name}@{v}"),
+            None => name.to_string(),
+        };
+        row.ok_or(StoreError::NotFound { kind: "template", key })?.into_record()
+    }
+
+    pub(crate) fn list_templates(&self) -> Result<Vec<TemplateRecord>, StoreError> {
+        let conn = self.lock()?;
+        let mut stmt = conn.prepare(
+            "SELECT t.name, t.version, t.files, t.created_by, t.created_at FROM templates t
+             WHERE t.version = (SELECT MAX(version) FROM templates WHERE name = t.name) ORDER BY t.name",
+        )?;
+        let rows = stmt.query_map([], template_row)?;
+        rows.map(|row| row?.into_record()).collect()
+    }
+
+    pub(crate) fn agent_template(&self, id: &AgentId) -> Result<Option<TemplateRef>, StoreError> {
+        let conn = self.lock()?;
+        let row: Option<(Option<String>, Option<i64>)> = conn
+            .query_row(
+                "SELECT template, template_version FROM agents WHERE id = ?1",
+                [id.as_str()],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+            .optional()?;
+        match row {
+            None => Err(StoreError::NotFound {
+                kind: "agent",
+                key: id.to_string(),
+            }),
+            Some((Some(name), Some(version))) => Ok(Some(TemplateRef {
+                name: stored_name(&name)?,
+                version,
+            })),
+            Some(_) => Ok(None),
+        }
     }
 
     // Revocation feed and change events.
@@ -1149,6 +1274,52 @@ fn register_agent_row(
         None::<&Agent>,
         Some(agent),
     )
+}
+
+struct TemplateRow {
+    name: String,
+    version: i64,
+    files: String,
+    created_by: String,
+    created_at: String,
+}
+
+fn template_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<TemplateRow> {
+    Ok(TemplateRow {
+        name: row.get(0)?,
+        version: row.get(1)?,
+        files: row.get(2)?,
+        created_by: row.get(3)?,
+        created_at: row.get(4)?,
+    })
+}
+
+impl TemplateRow {
+    fn into_record(self) -> Result<TemplateRecord, StoreError> {
+        Ok(TemplateRecord {
+            name: stored_name(&self.name)?,
+            version: self.version,
+            files: serde_json::from_str(&self.files)?,
+            created_by: self.created_by,
+            created_at: self.created_at,
+        })
+    }
+}
+
+fn require_template(conn: &Connection, template: &TemplateRef) -> Result<(), StoreError> {
+    let exists: bool = conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM templates WHERE name = ?1 AND version = ?2)",
+        params![template.name.as_str(), template.version],
+        |row| row.get(0),
+    )?;
+    if exists {
+        Ok(())
+    } else {
+        Err(StoreError::NotFound {
+            kind: "template",
+            key: format!("{}@{}", template.name, template.version),
+        })
+    }
 }
 
 fn guardrail_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<GuardrailRecord> {

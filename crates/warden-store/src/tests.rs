@@ -23,6 +23,7 @@ fn new_agent(id: &AgentId, tags: &[&str]) -> NewAgent {
         tags: tags.iter().map(|t| name(t)).collect(),
         origin: Origin::Manual,
         secret_hash: Some([7; 32]),
+        template: None,
     }
 }
 
@@ -179,7 +180,7 @@ async fn reopening_keeps_data_and_newer_schemas_are_refused() {
     let err = Store::open_sqlite(&path).err().unwrap();
     assert!(
         err.to_string()
-            .contains("schema is version 99 but this warden knows only up to 3"),
+            .contains("schema is version 99 but this warden knows only up to 4"),
         "{err}"
     );
 }
@@ -244,4 +245,78 @@ async fn concurrent_events_are_all_recorded_in_order_of_commit() {
         events.windows(2).all(|w| w[1].seq == w[0].seq + 1),
         "sequence numbers have no gaps"
     );
+}
+
+#[tokio::test]
+async fn templates_are_versioned_and_agents_record_theirs() {
+    let (_dir, store) = open();
+    let admin = Actor::person(&name("admin"));
+    let files = |text: &str| std::collections::BTreeMap::from([(".mcp.json".to_owned(), text.to_owned())]);
+    let seeded = store
+        .seed_template(&Actor::system(), &name("default"), files("v1"))
+        .await
+        .unwrap();
+    assert_eq!(seeded.map(|t| t.version), Some(1));
+    let again = store
+        .seed_template(&Actor::system(), &name("default"), files("other"))
+        .await
+        .unwrap();
+    assert_eq!(again, None, "seeding never replaces an existing template");
+    let second = store.put_template(&admin, &name("default"), files("v2")).await.unwrap();
+    assert_eq!(second.version, 2);
+    assert_eq!(
+        store.template(&name("default"), None).await.unwrap().files[".mcp.json"],
+        "v2"
+    );
+    assert_eq!(
+        store.template(&name("default"), Some(1)).await.unwrap().files[".mcp.json"],
+        "v1"
+    );
+    let err = store.template(&name("default"), Some(9)).await.unwrap_err();
+    assert_eq!(err.to_string(), "template `default@9` does not exist");
+    assert_eq!(store.list_templates().await.unwrap().len(), 1);
+
+    store.create_team(&admin, &name("payments")).await.unwrap();
+    let id = AgentId::new("warden.local", &name("payments"), &name("bot"));
+    let template = crate::TemplateRef {
+        name: name("default"),
+        version: 2,
+    };
+    let new = NewAgent {
+        origin: Origin::GoldenPath,
+        template: Some(template.clone()),
+        ..new_agent(&id, &[])
+    };
+    store.register_agent(&admin, new).await.unwrap();
+    assert_eq!(store.agent_template(&id).await.unwrap(), Some(template));
+    let missing = AgentId::new("warden.local", &name("payments"), &name("bot2"));
+    let new = NewAgent {
+        template: Some(crate::TemplateRef {
+            name: name("default"),
+            version: 7,
+        }),
+        ..new_agent(&missing, &[])
+    };
+    let err = store.register_agent(&admin, new).await.unwrap_err();
+    assert_eq!(err.to_string(), "template `default@7` does not exist");
+}
+
+#[tokio::test]
+async fn events_with_an_id_are_stored_once_even_in_one_group() {
+    let (_dir, store) = open();
+    let actor = Actor::system();
+    let details = serde_json::json!({"k": 1});
+    let (a, b) = tokio::join!(
+        store.record_event_once(&actor, "e-1", "hook.stop", "x", details.clone()),
+        store.record_event_once(&actor, "e-1", "hook.stop", "x", details.clone()),
+    );
+    assert_eq!([a.unwrap(), b.unwrap()].iter().filter(|new| **new).count(), 1);
+    assert!(
+        !store
+            .record_event_once(&actor, "e-1", "hook.stop", "x", details)
+            .await
+            .unwrap()
+    );
+    let events = store.list_events(0, 100).await.unwrap();
+    assert_eq!(events.iter().filter(|e| e.action == "hook.stop").count(), 1);
 }

@@ -164,6 +164,8 @@ fn openapi_document_matches_the_router() {
         "GET /v1/revocations",
         "GET /v1/scopes",
         "GET /v1/teams",
+        "GET /v1/templates",
+        "GET /v1/templates/{name}",
         "GET /v1/whoami",
         "POST /oauth2/introspect",
         "POST /oauth2/token",
@@ -177,11 +179,13 @@ fn openapi_document_matches_the_router() {
         "POST /v1/authorize",
         "POST /v1/gateway/events",
         "POST /v1/guardrails",
+        "POST /v1/hooks/claude-code",
         "POST /v1/keys/rotate",
         "POST /v1/mcp-servers",
         "POST /v1/policy/check",
         "POST /v1/scopes",
         "POST /v1/teams",
+        "POST /v1/templates",
     ];
     assert_eq!(documented, expected);
     // Every documented operation is routed: none answers "no such endpoint" or 405.

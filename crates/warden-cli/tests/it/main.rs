@@ -16,6 +16,8 @@ mod bad_input;
 mod conformance;
 mod credentials;
 mod gateway;
+mod hook;
+mod init;
 mod lifecycle;
 mod permissions;
 mod policy;

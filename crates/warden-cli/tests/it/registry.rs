@@ -130,6 +130,7 @@ fn cli_round_trip_records_every_change() {
         [
             "setting.set",
             "access-token.create",
+            "template.set",
             "team.create",
             "agent.register",
             "mcp-server.add",
@@ -145,10 +146,10 @@ fn cli_round_trip_records_every_change() {
             "credential.revoke"
         ]
     );
-    let credential = &events.body.as_array().unwrap()[9];
+    let credential = &events.body.as_array().unwrap()[10];
     assert_eq!(credential["after"]["reason"], "incident 42");
     assert_eq!(credential["after"]["chain"], json!([id]));
-    let suspend = &events.body.as_array().unwrap()[8];
+    let suspend = &events.body.as_array().unwrap()[9];
     assert_eq!(suspend["actor"], "bootstrap-admin");
     assert_eq!(suspend["actor_kind"], "person");
     assert_eq!(suspend["before"]["status"], "active");

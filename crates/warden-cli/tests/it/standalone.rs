@@ -13,16 +13,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::support::{Api, NO_SECRET_ECHO as NO_SECRETS, Server, WARDEN, enc, everything, python_client, stderr};
-
-/// A free loopback port (released again, so a server can take it and take it again after a restart).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use crate::support::{
+    Api, NO_SECRET_ECHO as NO_SECRETS, Server, WARDEN, enc, everything, free_port, python_client, stderr,
+};
 
 /// A running `warden gateway`.
 struct StandaloneGateway {

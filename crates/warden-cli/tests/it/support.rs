@@ -212,6 +212,15 @@ impl Api {
     }
 }
 
+/// A free loopback port (released again, so a server can take it and take it again after a restart).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 /// Percent-encodes a path segment.
 pub fn enc(segment: &str) -> String {
     segment

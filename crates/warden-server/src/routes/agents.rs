@@ -9,7 +9,7 @@ use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use warden_core::{Agent, AgentId, AgentStatus, Grant, Name, Operation, Origin, Person};
 use warden_identity::secret::{self, SecretKind};
-use warden_store::{Actor, AgentFilter, NewAgent};
+use warden_store::{Actor, AgentFilter, NewAgent, TemplateRef};
 
 use super::text_field;
 use crate::error::{ApiError, ErrorBody};
@@ -35,6 +35,28 @@ pub(crate) struct RegisterAgent {
     /// `manual` (default) or `golden-path`; delegated agents are made by token exchange.
     #[serde(default)]
     origin: Option<Origin>,
+    /// For `golden-path`: the template version that made the agent's project (`warden init`).
+    #[serde(default)]
+    template: Option<TemplateUse>,
+}
+
+/// A template version, as an agent records which one made its project.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct TemplateUse {
+    /// The template's name.
+    name: Name,
+    /// Its version.
+    version: i64,
+}
+
+/// An agent, with the template version that made its project when `warden init` made it.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct AgentView {
+    #[serde(flatten)]
+    agent: Agent,
+    /// The golden-path template (name and version) behind the agent's project, if any.
+    template: Option<TemplateUse>,
 }
 
 /// A registered agent and its client secret, shown this once.
@@ -104,6 +126,11 @@ pub(crate) async fn register_agent(
             "`origin` may be `manual` or `golden-path`; subagents are created by token exchange at /oauth2/token",
         ));
     }
+    if body.template.is_some() && origin != Origin::GoldenPath {
+        return Err(ApiError::bad_request(
+            "`template` is recorded only for `golden-path` agents (made by `warden init`)",
+        ));
+    }
     let purpose = text_field("purpose", &body.purpose, 1000)?;
     let owner = match &body.owner {
         Some(owner) => text_field("owner", owner, 320)?,
@@ -117,6 +144,10 @@ pub(crate) async fn register_agent(
         tags: body.tags,
         origin,
         secret_hash: Some(secret::hash(&client_secret)),
+        template: body.template.map(|t| TemplateRef {
+            name: t.name,
+            version: t.version,
+        }),
     };
     let store = state.store.clone();
     let actor = Actor::person(&person.name);
@@ -151,15 +182,20 @@ pub(crate) async fn list_agents(
 #[utoipa::path(get, path = "/v1/agents/{id}", tag = "agents",
     params(("id" = String, Path, description = "SPIFFE id (URL-encoded) or TEAM/NAME (URL-encoded)")),
     security(("access_token" = [])),
-    responses((status = 200, body = Agent), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = AgentView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub(crate) async fn show_agent(
     State(state): State<AppState>,
     Caller(person): Caller,
     ApiPath(raw): ApiPath<String>,
-) -> Result<Json<Agent>, ApiError> {
+) -> Result<Json<AgentView>, ApiError> {
     person.authorize(Operation::ReadRegistry)?;
     let id = resolve_agent_id(&state, &raw)?;
-    Ok(Json(state.store.get_agent(&id).await?))
+    let agent = state.store.get_agent(&id).await?;
+    let template = state.store.agent_template(&id).await?.map(|t| TemplateUse {
+        name: t.name,
+        version: t.version,
+    });
+    Ok(Json(AgentView { agent, template }))
 }
 
 /// Why an agent is suspended, resumed or revoked; recorded with the change.

@@ -56,6 +56,13 @@ pub(crate) async fn add_mcp_server(
     ApiJson(body): ApiJson<AddMcpServer>,
 ) -> Result<(StatusCode, Json<McpServer>), ApiError> {
     person.authorize(Operation::ManageMcpServers)?;
+    if body.name.as_str() == warden_core::claude_code::BUILTIN_SERVER {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "conflict",
+            "the name `claude-code` is reserved: it names Claude Code's built-in tools in scopes and policy",
+        ));
+    }
     body.transport
         .validate()
         .map_err(|e| ApiError::bad_request(e.to_string()))?;

@@ -6,12 +6,14 @@ mod access_tokens;
 mod agents;
 mod events;
 mod gateway_sync;
+mod hooks;
 mod mcp_servers;
 mod oauth;
 mod policy;
 mod revocations;
 mod scopes;
 mod teams;
+mod templates;
 
 use utoipa::OpenApi;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
@@ -37,8 +39,20 @@ impl utoipa::Modify for BearerAuth {
             "access_token",
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
         );
+        components.add_security_scheme(
+            "agent_token",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .description(Some("an agent's access token from POST /oauth2/token"))
+                    .build(),
+            ),
+        );
     }
 }
+
+pub(crate) use templates::seed_default as seed_default_template;
 
 /// The `/v1` routes with their OpenAPI document.
 pub(crate) fn api() -> OpenApiRouter<AppState> {
@@ -72,6 +86,9 @@ pub(crate) fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(policy::check))
         .routes(routes!(gateway_sync::snapshot))
         .routes(routes!(gateway_sync::ingest))
+        .routes(routes!(templates::set_template, templates::list_templates))
+        .routes(routes!(templates::show_template))
+        .routes(hooks::route())
         .routes(routes!(oauth::token))
         .routes(routes!(oauth::introspect))
         .routes(routes!(oauth::jwks))

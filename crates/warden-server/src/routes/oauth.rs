@@ -97,6 +97,11 @@ impl OAuthError {
         }
     }
 
+    /// Why, as told to the client.
+    pub(crate) fn description(&self) -> &str {
+        &self.description
+    }
+
     fn server(cause: impl std::fmt::Display) -> OAuthError {
         tracing::error!("token endpoint failed: {cause}");
         OAuthError {
@@ -402,10 +407,59 @@ async fn token_exchange(state: &AppState, request: TokenRequest) -> Result<Token
             return Err(state.refuse("unknown", &[], grant, err).await);
         }
     };
+    let requested = requested_scopes(request.scope.as_deref())?;
+    let (child, scopes) = delegate(state, &parent, &name, requested, request.purpose.as_deref()).await?;
+    let ttl = state.ttl(request.ttl)?;
+    let scope = scopes.iter().map(Name::as_str).collect::<Vec<_>>().join(" ");
+    let claims = parent.delegated(
+        &child.id,
+        scope,
+        secret::random_hex(16).map_err(OAuthError::server)?,
+        now_unix(),
+        ttl,
+    );
+    let access_token = state.mint(&claims)?;
+    let parent_id =
+        AgentId::parse(parent.acting_agent()).map_err(|e| OAuthError::new("invalid_grant", e.to_string()))?;
+    let details = json!({"agent": child.id, "chain": claims.chain(), "jti": claims.jti, "scope": claims.scope, "exp": claims.exp, "dlg_depth": claims.dlg_depth});
+    state
+        .store
+        .record_event(
+            &Actor::agent(&parent_id),
+            "credential.delegate",
+            "agent",
+            child.id.as_str(),
+            details,
+        )
+        .await
+        .map_err(OAuthError::server)?;
+    Ok(TokenResponse {
+        access_token,
+        token_type: "Bearer",
+        expires_in: claims.exp - now_unix(),
+        scope: claims.scope,
+        issued_token_type: Some(ACCESS_TOKEN_TYPE),
+        agent_id: child.id.to_string(),
+    })
+}
+
+/// Delegation from the acting agent of `parent` (a verified token) to its subagent `name`: checks the
+/// depth limit, that `requested` scopes (default: all the token's) are a subset of the token's, that
+/// the parent is active and that the guardrails allow `delegate`; then registers the subagent (or
+/// reuses it) with those scopes. Every refusal is recorded. Token exchange and the Claude Code hook
+/// (a subagent's identity) both delegate through here.
+pub(crate) async fn delegate(
+    state: &AppState,
+    parent: &Claims,
+    name: &Name,
+    requested: Option<Vec<Name>>,
+    purpose: Option<&str>,
+) -> Result<(warden_core::Agent, Vec<Name>), OAuthError> {
+    let grant = TOKEN_EXCHANGE;
     let chain: Vec<&str> = parent.chain();
     let parent_id =
         AgentId::parse(parent.acting_agent()).map_err(|e| OAuthError::new("invalid_grant", e.to_string()))?;
-    let child_id = parent_id.child(&name);
+    let child_id = parent_id.child(name);
     let depth = parent.dlg_depth.saturating_add(1);
     let max_depth = state.credentials.policy.max_depth;
     if depth > max_depth {
@@ -418,7 +472,7 @@ async fn token_exchange(state: &AppState, request: TokenRequest) -> Result<Token
         return Err(state.refuse(child_id.as_str(), &chain, grant, err).await);
     }
     let held: Vec<&str> = parent.scopes().collect();
-    let scopes = match requested_scopes(request.scope.as_deref())? {
+    let scopes = match requested {
         None => held.iter().filter_map(|s| Name::parse(s).ok()).collect(),
         Some(wanted) => {
             if let Some(missing) = wanted.iter().find(|s| !held.contains(&s.as_str())) {
@@ -445,7 +499,7 @@ async fn token_exchange(state: &AppState, request: TokenRequest) -> Result<Token
         );
         return Err(state.refuse(child_id.as_str(), &chain, grant, err).await);
     }
-    let purpose = match request.purpose.as_deref().map(str::trim) {
+    let purpose = match purpose.map(str::trim) {
         Some("") | None => parent_agent.purpose.clone(),
         Some(p) if p.chars().count() > 1000 || p.chars().any(char::is_control) => {
             return Err(OAuthError::new(
@@ -462,6 +516,7 @@ async fn token_exchange(state: &AppState, request: TokenRequest) -> Result<Token
         tags: parent_agent.tags.clone(),
         origin: warden_core::Origin::Delegated,
         secret_hash: None,
+        template: None,
     };
     // The guardrails decide `delegate`, under the policy change lock so the decision and the
     // registration cannot interleave with another change.
@@ -494,36 +549,7 @@ async fn token_exchange(state: &AppState, request: TokenRequest) -> Result<Token
         }
         Err(err) => return Err(err),
     };
-    let ttl = state.ttl(request.ttl)?;
-    let scope = scopes.iter().map(Name::as_str).collect::<Vec<_>>().join(" ");
-    let claims = parent.delegated(
-        &child.id,
-        scope,
-        secret::random_hex(16).map_err(OAuthError::server)?,
-        now_unix(),
-        ttl,
-    );
-    let access_token = state.mint(&claims)?;
-    let details = json!({"agent": child.id, "chain": claims.chain(), "jti": claims.jti, "scope": claims.scope, "exp": claims.exp, "dlg_depth": claims.dlg_depth});
-    state
-        .store
-        .record_event(
-            &Actor::agent(&parent_id),
-            "credential.delegate",
-            "agent",
-            child.id.as_str(),
-            details,
-        )
-        .await
-        .map_err(OAuthError::server)?;
-    Ok(TokenResponse {
-        access_token,
-        token_type: "Bearer",
-        expires_in: claims.exp - now_unix(),
-        scope: claims.scope,
-        issued_token_type: Some(ACCESS_TOKEN_TYPE),
-        agent_id: child.id.to_string(),
-    })
+    Ok((child, scopes))
 }
 
 /// A token to introspect.
