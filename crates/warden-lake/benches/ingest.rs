@@ -1,1 +1,305 @@
-fn main() {}
+//! What durable ingest into the audit lake costs: events/s and ack latency (p50/p99 of each
+//! `append`, which returns only after the group commit's `fdatasync`) with 1, 16 and 64 concurrent
+//! producers appending one event at a time, and with producers appending batches of 10,000; then the
+//! bytes per event on disk after sealing to Parquet, and the seal rate.
+//!
+//! Events are realistic mixes (tool decisions with policy ids, outcomes, model usage with tokens and
+//! cost, credential events) over 1,000 agents in 50 teams, ~500-700 bytes of canonical JSON each.
+//! Sealing runs during the runs as it would in production (every 262,144 events).
+//!
+//! Run with `cargo bench -p warden-lake --bench ingest`. Targets: ≥ 100,000 durable events/s
+//! sustained, ≤ 100 bytes/event on disk. Without `--bench` (as `cargo test --all-targets` runs it, in
+//! debug) it runs a tiny smoke configuration in a few seconds.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::cast_precision_loss,
+    reason = "a benchmark: failing loudly is the point"
+)]
+
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use warden_lake::{AccessChange, AuditEvent, Credential, Decision, Lake, LakeConfig, ModelUsage, Subject, ToolCall};
+
+struct Config {
+    run: Duration,
+    producers: &'static [usize],
+    batch: usize,
+    batch_producers: usize,
+    segment_bytes: u64,
+}
+
+const FULL: Config = Config {
+    run: Duration::from_secs(5),
+    producers: &[1, 16, 64],
+    batch: 10_000,
+    batch_producers: 2,
+    segment_bytes: 64 << 20,
+};
+const SMOKE: Config = Config {
+    run: Duration::from_millis(300),
+    producers: &[1, 16],
+    batch: 500,
+    batch_producers: 1,
+    segment_bytes: 1 << 20,
+};
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(0);
+
+fn event(rng: &mut u64) -> AuditEvent {
+    *rng ^= *rng << 13;
+    *rng ^= *rng >> 7;
+    *rng ^= *rng << 17;
+    let r = *rng;
+    let n = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+    let agent = r % 1000;
+    let subject = Subject {
+        agent_id: format!("spiffe://acme.example/team-{}/agent-{agent:04}", agent % 50),
+        team: Some(format!("team-{}", agent % 50)),
+        purpose: (r.is_multiple_of(5)).then(|| "triage incoming issues".to_owned()),
+        session_id: Some(format!("sess-{:08x}", (r >> 20) % 100_000)),
+        subagent_id: None,
+        delegation_chain: if r.is_multiple_of(4) {
+            vec![format!("spiffe://acme.example/team-{}/orchestrator", agent % 50)]
+        } else {
+            vec![]
+        },
+    };
+    let id = AuditEvent::new_id();
+    let time = 1_764_000_000_000 + (n as i64) / 50;
+    match r % 10 {
+        0..=5 => {
+            let call = ToolCall {
+                server: ["github", "jira", "slack", "postgres"][(r >> 8) as usize % 4].to_owned(),
+                tool: format!("tool_{}", (r >> 12) % 300),
+                decision: if r.is_multiple_of(50) {
+                    Decision::Deny
+                } else {
+                    Decision::Allow
+                },
+                policy_ids: vec![format!("grant/scope-{}/{agent}", (r >> 16) % 20)],
+                reason: (r.is_multiple_of(50))
+                    .then(|| "guardrail no-prod-writes: production writes need a ticket".to_owned()),
+            };
+            if r.is_multiple_of(2) {
+                AuditEvent::tool_decision(id, time, &subject, &call)
+            } else {
+                AuditEvent::tool_outcome(id, time, &subject, &call, !r.is_multiple_of(20), None)
+            }
+        }
+        6..=8 => AuditEvent::model_usage(
+            id,
+            time,
+            &subject,
+            &ModelUsage {
+                provider: "anthropic".to_owned(),
+                model: ["claude-opus-4", "claude-sonnet-4", "claude-haiku-4"][(r >> 9) as usize % 3].to_owned(),
+                input_tokens: Some(((r >> 24) % 20_000) as i64),
+                output_tokens: Some(((r >> 40) % 4_000) as i64),
+                cache_read_tokens: Some(((r >> 30) % 10_000) as i64),
+                cache_creation_tokens: None,
+                reasoning_tokens: None,
+                cost_micro_usd: Some(((r >> 33) % 100_000) as i64),
+            },
+        ),
+        _ => AuditEvent::credential_change(
+            id,
+            time,
+            &subject,
+            AccessChange::Delegated,
+            &Credential {
+                credential_id: format!("jti-{:016x}", r),
+                scopes: vec!["github:repo:read".to_owned(), "jira:issue:write".to_owned()],
+                expires_ms: Some(time + 900_000),
+                issuer: Some("https://warden.acme.example".to_owned()),
+            },
+            Some("spiffe://acme.example/orchestrator"),
+        ),
+    }
+}
+
+fn pct(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+/// `producers` tasks append `per_call` events per call for `run`; returns (events, elapsed, latencies).
+async fn closed_loop(lake: &Lake, producers: usize, per_call: usize, run: Duration) -> (u64, Duration, Vec<Duration>) {
+    let start = Instant::now();
+    let deadline = start + run;
+    let mut tasks = Vec::new();
+    for p in 0..producers {
+        let lake = lake.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut rng = 0x9E37_79B9_7F4A_7C15u64 ^ ((p as u64 + 1) * 0x1234_5678);
+            let mut lat = Vec::new();
+            let mut n = 0u64;
+            while Instant::now() < deadline {
+                let events: Vec<AuditEvent> = (0..per_call).map(|_| event(&mut rng)).collect();
+                let t = Instant::now();
+                let receipts = lake.append(events).await.unwrap();
+                lat.push(t.elapsed());
+                n += receipts.len() as u64;
+            }
+            (n, lat)
+        }));
+    }
+    let mut total = 0;
+    let mut lat = Vec::new();
+    for t in tasks {
+        let (n, l) = t.await.unwrap();
+        total += n;
+        lat.extend(l);
+    }
+    let elapsed = start.elapsed();
+    lat.sort();
+    (total, elapsed, lat)
+}
+
+fn dir_bytes(path: &Path, ext: &str) -> u64 {
+    let mut total = 0;
+    for entry in std::fs::read_dir(path).into_iter().flatten().flatten() {
+        let p = entry.path();
+        if p.is_dir() {
+            total += dir_bytes(&p, ext);
+        } else if p.extension().is_some_and(|e| e == ext) {
+            total += entry.metadata().map(|m| m.len()).unwrap_or(0);
+        }
+    }
+    total
+}
+
+/// Compressed bytes per column over every Parquet file under `dir`.
+fn column_bytes(dir: &Path, out: &mut std::collections::BTreeMap<String, u64>) {
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = entry.path();
+        if p.is_dir() {
+            column_bytes(&p, out);
+        } else if p.extension().is_some_and(|e| e == "parquet") {
+            let reader = parquet::file::reader::SerializedFileReader::new(std::fs::File::open(&p).unwrap()).unwrap();
+            use parquet::file::reader::FileReader;
+            for rg in reader.metadata().row_groups() {
+                for c in rg.columns() {
+                    *out.entry(c.column_path().string()).or_default() += c.compressed_size() as u64;
+                }
+            }
+        }
+    }
+}
+
+fn fsync_latency(dir: &Path) -> Duration {
+    use std::io::Write;
+    let path = dir.join("fsync-probe");
+    let mut f = std::fs::File::create(&path).unwrap();
+    f.write_all(&vec![0u8; 1 << 20]).unwrap();
+    f.sync_all().unwrap();
+    let mut lat = Vec::new();
+    for i in 0..200u64 {
+        use std::os::unix::fs::FileExt;
+        f.write_all_at(&[1u8; 300], (i * 300) % (1 << 20)).unwrap();
+        let t = Instant::now();
+        f.sync_data().unwrap();
+        lat.push(t.elapsed());
+    }
+    lat.sort();
+    let _ = std::fs::remove_file(&path);
+    pct(&lat, 0.5)
+}
+
+fn main() {
+    let full = std::env::args().any(|a| a == "--bench");
+    let cfg = if full { &FULL } else { &SMOKE };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let tmp = tempfile::tempdir_in(
+        std::env::var_os("WARDEN_BENCH_DIR").unwrap_or_else(|| std::env::temp_dir().into_os_string()),
+    )
+    .unwrap();
+    println!(
+        "warden-lake ingest benchmark ({}; {} s per run; fdatasync p50 on this disk: {:.3} ms)",
+        if full { "full" } else { "smoke" },
+        cfg.run.as_secs_f64(),
+        ms(fsync_latency(tmp.path()))
+    );
+    let lake_dir = tmp.path().join("lake");
+    let config = LakeConfig {
+        wal_segment_bytes: cfg.segment_bytes,
+        ..LakeConfig::default()
+    };
+    rt.block_on(async {
+        let lake = Lake::open(&lake_dir, config.clone()).unwrap();
+        // Warm up the writer and the first WAL segment.
+        closed_loop(&lake, 4, 1, Duration::from_millis(100)).await;
+        println!(
+            "{:<28} {:>12} {:>12} {:>12} {:>12}",
+            "run", "events/s", "ack p50 ms", "ack p99 ms", "events"
+        );
+        for &producers in cfg.producers {
+            let (n, elapsed, lat) = closed_loop(&lake, producers, 1, cfg.run).await;
+            println!(
+                "{:<28} {:>12.0} {:>12.3} {:>12.3} {:>12}",
+                format!("{producers} producers x 1 event"),
+                n as f64 / elapsed.as_secs_f64(),
+                ms(pct(&lat, 0.5)),
+                ms(pct(&lat, 0.99)),
+                n
+            );
+        }
+        for producers in [1, cfg.batch_producers] {
+            let (n, elapsed, lat) = closed_loop(&lake, producers, cfg.batch, cfg.run).await;
+            println!(
+                "{:<28} {:>12.0} {:>12.3} {:>12.3} {:>12}",
+                format!("{producers} producers x {} batch", cfg.batch),
+                n as f64 / elapsed.as_secs_f64(),
+                ms(pct(&lat, 0.5)),
+                ms(pct(&lat, 0.99)),
+                n
+            );
+        }
+        let t = Instant::now();
+        let pending = lake.tail_batches().unwrap().iter().map(|b| b.num_rows()).sum::<usize>();
+        lake.seal().await.unwrap();
+        let seal = t.elapsed();
+        let size = lake.size();
+        lake.close().await.unwrap();
+        let parquet = dir_bytes(&lake_dir, "parquet");
+        println!(
+            "final seal: {pending} events in {:.0} ms ({:.0} events/s)",
+            ms(seal),
+            pending as f64 / seal.as_secs_f64().max(1e-9)
+        );
+        println!(
+            "on disk after sealing: {size} events, {parquet} bytes of Parquet = {:.1} bytes/event (target <= 100)",
+            parquet as f64 / size.max(1) as f64
+        );
+        let mut cols = std::collections::BTreeMap::new();
+        column_bytes(&lake_dir, &mut cols);
+        let mut cols: Vec<(String, u64)> = cols.into_iter().collect();
+        cols.sort_by_key(|c| std::cmp::Reverse(c.1));
+        let top: Vec<String> = cols
+            .iter()
+            .take(8)
+            .map(|(n, b)| format!("{n} {:.1}", *b as f64 / size.max(1) as f64))
+            .collect();
+        println!("bytes/event by column (largest): {}", top.join(", "));
+        let report = warden_lake::verify(&lake_dir).unwrap();
+        assert!(report.is_ok(), "{report}");
+        println!(
+            "verify: ok ({} events, {} checkpoints)",
+            report.events, report.checkpoints
+        );
+    });
+}

@@ -24,7 +24,11 @@ fn event(id: String, i: u64) -> AuditEvent {
     let call = ToolCall {
         server: "s".to_owned(),
         tool: format!("tool{}", i % 3),
-        decision: if i % 10 == 0 { Decision::Deny } else { Decision::Allow },
+        decision: if i.is_multiple_of(10) {
+            Decision::Deny
+        } else {
+            Decision::Allow
+        },
         policy_ids: vec![],
         reason: None,
     };
@@ -50,9 +54,9 @@ async fn main() {
         let tx = tx.clone();
         let prefix = prefix.clone();
         tokio::spawn(async move {
-            for i in 0.. {
+            for i in 0u64.. {
                 // Mostly single events, sometimes a batch of 20.
-                let n = if i % 9 == 0 { 20 } else { 1 };
+                let n = if i.is_multiple_of(9) { 20 } else { 1 };
                 let events: Vec<AuditEvent> = (0..n)
                     .map(|k| event(format!("{prefix}-{p}-{i}-{k}"), i * 100 + k))
                     .collect();

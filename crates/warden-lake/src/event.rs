@@ -535,13 +535,13 @@ impl AuditEvent {
             credential_uid: Some(cred.credential_id.clone()),
             expiration_time: cred.expires_ms,
             issuer: cred.issuer.clone(),
-            uid: subject.session_id.clone(),
+            uid: None,
         });
     }
 
     fn agent_user(subject: &Subject) -> User {
         User {
-            groups: subject.team.as_ref().map(|t| vec![Group { name: t.clone() }]),
+            groups: None,
             uid: subject.agent_id.clone(),
         }
     }
@@ -564,10 +564,7 @@ impl AuditEvent {
         e.warden.policy_ids = call.policy_ids.clone();
         e.actor = Some(Actor {
             app_uid: Some(subject.agent_id.clone()),
-            authorizations: Some(vec![Authorization {
-                decision: call.decision.as_str().to_owned(),
-                policy: call.policy_ids.first().map(|p| Policy { uid: p.clone() }),
-            }]),
+            authorizations: None,
             user: None,
         });
         let (action, disposition) = match call.decision {
@@ -588,13 +585,7 @@ impl AuditEvent {
             e.status_id = 2;
             e.severity_id = 2;
         }
-        e.message = format!(
-            "{} {}/{} for {}",
-            call.decision.as_str(),
-            call.server,
-            call.tool,
-            subject.agent_id
-        );
+        e.message = format!("{} {}/{}", call.decision.as_str(), call.server, call.tool);
         e
     }
 
@@ -614,11 +605,10 @@ impl AuditEvent {
             e.status_detail = detail;
         }
         e.message = format!(
-            "{}/{} {} for {}",
+            "{}/{} {}",
             call.server,
             call.tool,
-            if ok { "succeeded" } else { "failed" },
-            subject.agent_id
+            if ok { "succeeded" } else { "failed" }
         );
         e
     }
@@ -644,14 +634,10 @@ impl AuditEvent {
             ai_provider: usage.provider.clone(),
             name: usage.model.clone(),
         });
-        let total = match (usage.input_tokens, usage.output_tokens) {
-            (Some(i), Some(o)) => i.checked_add(o),
-            _ => None,
-        };
         e.message_context = Some(MessageContext {
             completion_tokens: usage.output_tokens,
             prompt_tokens: usage.input_tokens,
-            total_tokens: total,
+            total_tokens: None,
         });
         e.warden.input_tokens = usage.input_tokens;
         e.warden.output_tokens = usage.output_tokens;
@@ -659,7 +645,7 @@ impl AuditEvent {
         e.warden.cache_creation_tokens = usage.cache_creation_tokens;
         e.warden.reasoning_tokens = usage.reasoning_tokens;
         e.warden.cost_micro_usd = usage.cost_micro_usd;
-        e.message = format!("{} used {} via {}", subject.agent_id, usage.model, usage.provider);
+        e.message = format!("{} via {}", usage.model, usage.provider);
         e
     }
 
@@ -669,7 +655,7 @@ impl AuditEvent {
         e.set_credential(subject, cred);
         e.action_id = Some(1);
         e.disposition_id = Some(1);
-        e.message = format!("credential issued to {}", subject.agent_id);
+        e.message = "credential issued".to_owned();
         e
     }
 
@@ -701,9 +687,9 @@ impl AuditEvent {
             }),
         });
         let (verb, action, disposition) = match change {
-            AccessChange::Delegated => ("delegated to", 1, 1),
-            AccessChange::Revoked => ("revoked from", 2, 24),
-            AccessChange::Suspended => ("suspended for", 2, 24),
+            AccessChange::Delegated => ("delegated", 1, 1),
+            AccessChange::Revoked => ("revoked", 2, 24),
+            AccessChange::Suspended => ("suspended", 2, 24),
         };
         e.activity_name = Some(
             match change {
@@ -715,7 +701,7 @@ impl AuditEvent {
         );
         e.action_id = Some(action);
         e.disposition_id = Some(disposition);
-        e.message = format!("credential {verb} {}", subject.agent_id);
+        e.message = format!("credential {verb}");
         e
     }
 

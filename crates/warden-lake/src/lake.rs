@@ -55,7 +55,10 @@ pub struct LakeConfig {
     pub checkpoint_interval: Duration,
     /// Most events in one group commit.
     pub max_batch_events: usize,
+    /// zstd level of the flat columns.
     pub zstd_level: i32,
+    /// zstd level of the `raw_canonical` column (most of the bytes on disk).
+    pub canonical_zstd_level: i32,
     pub row_group_rows: usize,
 }
 
@@ -68,8 +71,19 @@ impl Default for LakeConfig {
             seal_max_age: Duration::from_secs(60),
             checkpoint_interval: Duration::from_secs(1),
             max_batch_events: 16_384,
-            zstd_level: 6,
+            zstd_level: 3,
+            canonical_zstd_level: 12,
             row_group_rows: 131_072,
+        }
+    }
+}
+
+impl LakeConfig {
+    pub(crate) fn parquet_options(&self) -> ParquetOptions {
+        ParquetOptions {
+            zstd_level: self.zstd_level,
+            canonical_zstd_level: self.canonical_zstd_level,
+            row_group_rows: self.row_group_rows,
         }
     }
 }
@@ -258,11 +272,7 @@ impl Lake {
         if config.seal_max_events == 0 || config.max_batch_events == 0 || config.row_group_rows == 0 {
             return Err(LakeError::Config("event counts must be positive".to_owned()));
         }
-        segment::writer_properties(ParquetOptions {
-            zstd_level: config.zstd_level,
-            row_group_rows: 1,
-        })
-        .map_err(LakeError::Config)?;
+        segment::writer_properties(config.parquet_options()).map_err(LakeError::Config)?;
         create_private_dir(dir).map_err(|e| io_err(dir, e))?;
         let lock = OpenOptions::new()
             .create(true)
@@ -1054,10 +1064,7 @@ impl Writer {
 }
 
 fn run_sealer(shared: Arc<Shared>, rx: Receiver<SealJob>, tx: Sender<Command>) {
-    let opts = ParquetOptions {
-        zstd_level: shared.config.zstd_level,
-        row_group_rows: shared.config.row_group_rows,
-    };
+    let opts = shared.config.parquet_options();
     while let Ok(job) = rx.recv() {
         let events: Vec<Arc<Stored>> = {
             let st = shared.lock();

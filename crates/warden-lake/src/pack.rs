@@ -396,7 +396,7 @@ impl Lake {
             done: 0,
             total: 1,
         });
-        let parquet = parquet_bytes(&mut included, shared.config.zstd_level)?;
+        let parquet = parquet_bytes(&mut included, shared.config.parquet_options())?;
         let proofs = serde_json::to_vec_pretty(&Proofs {
             tree_size: n,
             range,
@@ -475,13 +475,9 @@ impl Lake {
     }
 }
 
-fn parquet_bytes(events: &mut [Arc<Stored>], zstd_level: i32) -> Result<Vec<u8>, LakeError> {
+fn parquet_bytes(events: &mut [Arc<Stored>], opts: ParquetOptions) -> Result<Vec<u8>, LakeError> {
     events.sort_by_key(|e| (e.event.time, e.seq()));
-    let props = segment::writer_properties(ParquetOptions {
-        zstd_level,
-        row_group_rows: 131_072,
-    })
-    .map_err(LakeError::Config)?;
+    let props = segment::writer_properties(opts).map_err(LakeError::Config)?;
     let mut buf = Vec::new();
     let mut w = ArrowWriter::try_new(&mut buf, schema::arrow_schema(), Some(props))
         .map_err(|e| LakeError::Damaged(e.to_string()))?;

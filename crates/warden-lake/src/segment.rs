@@ -17,7 +17,7 @@ use arrow_array::RecordBatch;
 use parquet::arrow::ArrowWriter;
 use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-use parquet::basic::{Compression, ZstdLevel};
+use parquet::basic::{Compression, Encoding, ZstdLevel};
 use parquet::file::metadata::{KeyValue, SortingColumn};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
@@ -87,23 +87,22 @@ pub(crate) const EVENTS_DIR: &str = "events";
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct ParquetOptions {
     pub(crate) zstd_level: i32,
+    pub(crate) canonical_zstd_level: i32,
     pub(crate) row_group_rows: usize,
 }
 
 pub(crate) fn writer_properties(opts: ParquetOptions) -> Result<WriterProperties, String> {
-    let level = ZstdLevel::try_new(opts.zstd_level).map_err(|e| format!("zstd level {}: {e}", opts.zstd_level))?;
+    let zstd = |level: i32| {
+        ZstdLevel::try_new(level)
+            .map(Compression::ZSTD)
+            .map_err(|e| format!("zstd level {level}: {e}"))
+    };
     let col = |name: &str| ColumnPath::from(name);
     let idx = |name: &str| schema::column_index(name).unwrap_or(0) as i32;
-    Ok(WriterProperties::builder()
-        .set_compression(Compression::ZSTD(level))
+    let mut b = WriterProperties::builder()
+        .set_compression(zstd(opts.zstd_level)?)
         .set_max_row_group_row_count(Some(opts.row_group_rows.max(1)))
         .set_statistics_enabled(EnabledStatistics::Page)
-        // Unique per row: a dictionary only costs.
-        .set_column_dictionary_enabled(col("raw_canonical"), false)
-        .set_column_dictionary_enabled(col("leaf_hash"), false)
-        .set_column_dictionary_enabled(col("uid"), false)
-        .set_column_statistics_enabled(col("raw_canonical"), EnabledStatistics::None)
-        .set_column_statistics_enabled(col("leaf_hash"), EnabledStatistics::None)
         .set_sorting_columns(Some(vec![
             SortingColumn {
                 column_idx: idx("time"),
@@ -119,8 +118,25 @@ pub(crate) fn writer_properties(opts: ParquetOptions) -> Result<WriterProperties
         .set_key_value_metadata(Some(vec![KeyValue::new(
             "warden.lake.format".to_owned(),
             "1".to_owned(),
-        )]))
-        .build())
+        )]));
+    // The canonical bytes are most of a row: compress them harder, over larger pages (more context).
+    b = b
+        .set_column_compression(col("raw_canonical"), zstd(opts.canonical_zstd_level)?)
+        .set_column_data_page_size_limit(col("raw_canonical"), 8 << 20)
+        .set_column_dictionary_enabled(col("raw_canonical"), false)
+        .set_column_statistics_enabled(col("raw_canonical"), EnabledStatistics::None)
+        .set_column_dictionary_enabled(col("leaf_hash"), false)
+        .set_column_statistics_enabled(col("leaf_hash"), EnabledStatistics::None)
+        // UUIDv7 ids share their time prefix.
+        .set_column_dictionary_enabled(col("uid"), false)
+        .set_column_encoding(col("uid"), Encoding::DELTA_BYTE_ARRAY);
+    // Near-monotone integers.
+    for name in ["seq", "time", "time_dt", "logged_time"] {
+        b = b
+            .set_column_dictionary_enabled(col(name), false)
+            .set_column_encoding(col(name), Encoding::DELTA_BINARY_PACKED);
+    }
+    Ok(b.build())
 }
 
 /// `YYYY-MM-DD` (UTC) of an epoch-millisecond time.

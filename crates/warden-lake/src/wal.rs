@@ -255,10 +255,10 @@ impl Wal {
         if let Some(first) = parse_segment_name(&old.path.file_name().unwrap_or_default().to_string_lossy()) {
             self.closed.push((first, old.path.clone()));
         }
-        if old.dirty {
-            if let Some(prev) = self.retiring.replace(old) {
-                prev.file.sync_data()?;
-            }
+        if old.dirty
+            && let Some(prev) = self.retiring.replace(old)
+        {
+            prev.file.sync_data()?;
         }
         Ok(())
     }
@@ -297,12 +297,12 @@ impl Wal {
     }
 }
 
+/// Frames with the segment holding each, and where a torn tail starts if there is one.
+pub(crate) type ReadOnly = (Vec<(PathBuf, Frame)>, Option<(PathBuf, u64)>);
+
 /// Reads every frame with `seq >= start_seq` without changing anything on disk (for `verify`):
 /// `(segment, frame)` pairs, and where a torn tail starts if there is one.
-pub(crate) fn read_only(
-    dir: &Path,
-    start_seq: u64,
-) -> Result<(Vec<(PathBuf, Frame)>, Option<(PathBuf, u64)>), WalError> {
+pub(crate) fn read_only(dir: &Path, start_seq: u64) -> Result<ReadOnly, WalError> {
     let mut segments: Vec<(u64, PathBuf)> = Vec::new();
     match fs::read_dir(dir) {
         Ok(entries) => {

@@ -1,6 +1,14 @@
 //! `kill -9` during ingest (and during seals), then reopen: every acknowledged event is there exactly
 //! once, and the lake verifies.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "tests: failing loudly is the point"
+)]
+
 mod support;
 
 use std::collections::{HashMap, HashSet};

@@ -1,6 +1,14 @@
 //! The lake end to end through its public API: durable append, idempotency across restarts, sealing,
 //! the tail, snapshots, checkpoints.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "tests: failing loudly is the point"
+)]
+
 mod support;
 
 use arrow_array::Array;

@@ -1,5 +1,13 @@
 //! Evidence packs: export, offline verification, and precise failures on doctored packs.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "tests: failing loudly is the point"
+)]
+
 mod support;
 
 use std::path::Path;

@@ -1,5 +1,13 @@
 //! Tampering with a sealed lake, each kind named precisely by `verify`.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "tests: failing loudly is the point"
+)]
+
 mod support;
 
 use std::path::{Path, PathBuf};

@@ -47,7 +47,7 @@ pub(crate) fn event(i: u64) -> AuditEvent {
                 policy_ids: vec![],
                 reason: None,
             };
-            AuditEvent::tool_outcome(id, time, &subject, &call, i % 3 != 0, None)
+            AuditEvent::tool_outcome(id, time, &subject, &call, !i.is_multiple_of(3), None)
         }
         _ => AuditEvent::model_usage(
             id,
