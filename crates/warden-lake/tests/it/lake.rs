@@ -1,18 +1,8 @@
 //! The lake end to end through its public API: durable append, idempotency across restarts, sealing,
 //! the tail, snapshots, checkpoints.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing,
-    reason = "tests: failing loudly is the point"
-)]
-
-mod support;
-
+use crate::support::{config, event, events};
 use arrow_array::Array;
-use support::{config, event, events};
 use warden_lake::{Lake, LakeError, VerifierKey, arrow_schema, merkle};
 
 fn rows(batches: &[arrow_array::RecordBatch]) -> usize {

@@ -1,18 +1,8 @@
 //! Evidence packs: export, offline verification, and precise failures on doctored packs.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing,
-    reason = "tests: failing loudly is the point"
-)]
-
-mod support;
-
 use std::path::Path;
 
-use support::{config, events};
+use crate::support::{config, events};
 use warden_lake::{Lake, PackError, PackRequest, verify_pack, verify_pack_with_key};
 
 /// 300 events; `logged_time` is the sequencer clock, so windows are taken from the receipts' events.

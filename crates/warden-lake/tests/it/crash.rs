@@ -1,16 +1,6 @@
 //! `kill -9` during ingest (and during seals), then reopen: every acknowledged event is there exactly
 //! once, and the lake verifies.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing,
-    reason = "tests: failing loudly is the point"
-)]
-
-mod support;
-
 use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
@@ -42,7 +32,7 @@ fn uids(batch: &arrow_array::RecordBatch) -> Vec<String> {
 async fn acknowledged_events_survive_kill_9_exactly_once() {
     let driver = driver();
     if !driver.exists() {
-        // `cargo test` builds examples; `cargo test --test crash` does not.
+        // `cargo test` builds examples; `cargo test --test it` does not.
         let status = Command::new(env!("CARGO"))
             .args(["build", "-p", "warden-lake", "--example", "crash_ingest"])
             .status()
@@ -96,7 +86,7 @@ async fn acknowledged_events_survive_kill_9_exactly_once() {
     assert!(acked.len() > 100, "only {} events acknowledged", acked.len());
 
     // Reopen: every acknowledged event is present once, at the seq it was acknowledged with.
-    let lake = Lake::open(dir.path(), support::config()).unwrap();
+    let lake = Lake::open(dir.path(), crate::support::config()).unwrap();
     let snap = lake.snapshot().unwrap();
     let mut seen: HashSet<String> = HashSet::new();
     let mut total = 0u64;
@@ -125,7 +115,7 @@ async fn acknowledged_events_survive_kill_9_exactly_once() {
     // Receipts for the acknowledged ids are the original ones.
     let sample: Vec<&String> = acked.keys().take(50).collect();
     for id in sample {
-        let mut e = support::event(0);
+        let mut e = crate::support::event(0);
         e.metadata.uid = id.clone();
         let r = lake.append(vec![e]).await.unwrap();
         assert!(!r[0].new);

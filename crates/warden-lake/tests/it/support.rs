@@ -1,5 +1,4 @@
 //! Shared helpers for the lake's integration tests.
-#![allow(dead_code, reason = "each test binary uses a different subset")]
 
 use std::time::Duration;
 

@@ -1,24 +1,14 @@
 //! Tampering with a sealed lake, each kind named precisely by `verify`.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing,
-    reason = "tests: failing loudly is the point"
-)]
-
-mod support;
-
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use crate::support::{config, events};
 use arrow_array::{
     Array, ArrayRef, BinaryArray, FixedSizeBinaryArray, Int64Array, RecordBatch, StringArray, UInt32Array,
 };
 use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-use support::{config, events};
 use warden_lake::{Lake, ManifestEntry, ProblemKind, merkle, verify};
 
 /// A lake with 120 sealed events (two day files per seal, two seals) and 10 in the WAL.
