@@ -172,6 +172,8 @@ pub(crate) struct Shared {
     pub(crate) key: LogKey,
     pub(crate) config: LakeConfig,
     pub(crate) state: Mutex<State>,
+    /// Held until the handle and both threads are gone, so no second opener races a finishing seal.
+    _lock: File,
 }
 
 impl Shared {
@@ -215,6 +217,8 @@ enum Command {
     Close {
         reply: Reply<()>,
     },
+    /// Every handle was dropped without `close`: stop without sealing (the WAL keeps everything).
+    Shutdown,
 }
 
 struct SealJob {
@@ -236,7 +240,13 @@ struct Inner {
     shared: Arc<Shared>,
     tx: Sender<Command>,
     threads: Mutex<Vec<JoinHandle<()>>>,
-    _lock: File,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // The threads stop at their next step; the lock is released when they have.
+        let _ = self.tx.send(Command::Shutdown);
+    }
 }
 
 /// A handle to an open lake. Cheap to clone; all clones share one writer.
@@ -280,10 +290,17 @@ impl Lake {
             .write(true)
             .open(dir.join("LOCK"))
             .map_err(|e| io_err(dir, e))?;
-        match lock.try_lock() {
-            Ok(()) => {}
-            Err(fs::TryLockError::WouldBlock) => return Err(LakeError::Locked(dir.to_owned())),
-            Err(fs::TryLockError::Error(e)) => return Err(io_err(dir, e)),
+        // A handle of this process dropped a moment ago releases the lock once its threads stop.
+        let deadline = Instant::now() + Duration::from_secs(2);
+        loop {
+            match lock.try_lock() {
+                Ok(()) => break,
+                Err(fs::TryLockError::WouldBlock) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                Err(fs::TryLockError::WouldBlock) => return Err(LakeError::Locked(dir.to_owned())),
+                Err(fs::TryLockError::Error(e)) => return Err(io_err(dir, e)),
+            }
         }
         let origin = load_origin(dir, &config.origin)?;
         let key = LogKey::load_or_create(&dir.join(KEY_FILE), &origin).map_err(|e| io_err(dir, e))?;
@@ -339,6 +356,7 @@ impl Lake {
             dir: dir.to_owned(),
             key: shared_key,
             config: config.clone(),
+            _lock: lock,
             state: Mutex::new(State {
                 leaves,
                 tail,
@@ -398,7 +416,6 @@ impl Lake {
                 shared,
                 tx,
                 threads: Mutex::new(vec![writer_thread, sealer_thread]),
-                _lock: lock,
             }),
         })
     }
@@ -736,9 +753,16 @@ impl Writer {
                 }
                 next = rx.try_recv().ok();
             }
-            if self.wal.is_none() {
-                // Failed: answer everything with the failure until the handles are dropped.
+            if control.iter().any(|c| matches!(c, Command::Shutdown)) {
+                // Every handle is gone: answer what is queued (nobody waits) and stop.
                 self.refuse(appends, control);
+                break;
+            }
+            if self.wal.is_none() {
+                // Failed: answer everything with the failure; stop once asked to close.
+                if self.refuse(appends, control) {
+                    break;
+                }
                 continue;
             }
             if !appends.is_empty() {
@@ -758,8 +782,10 @@ impl Writer {
         }
     }
 
-    /// Answers everything with the lake's error (after a fatal failure or once closed).
-    fn refuse(&mut self, appends: Vec<(Vec<AuditEvent>, Reply<Vec<Receipt>>)>, control: Vec<Command>) {
+    /// Answers everything with the lake's error (after a fatal failure or once closed); true when a
+    /// `close` was among the commands.
+    fn refuse(&mut self, appends: Vec<(Vec<AuditEvent>, Reply<Vec<Receipt>>)>, control: Vec<Command>) -> bool {
+        let mut closing = false;
         let err = match &self.shared.lock().fatal {
             Some(m) => LakeError::Fatal(m.clone()),
             None => LakeError::Closed,
@@ -769,15 +795,20 @@ impl Writer {
         }
         for cmd in control {
             match cmd {
-                Command::Seal { reply } | Command::Close { reply } => {
+                Command::Close { reply } => {
+                    closing = true;
+                    let _ = reply.send(Err(err.clone()));
+                }
+                Command::Seal { reply } => {
                     let _ = reply.send(Err(err.clone()));
                 }
                 Command::Append { reply, .. } => {
                     let _ = reply.send(Err(err.clone()));
                 }
-                Command::SealDone { .. } => {}
+                Command::SealDone { .. } | Command::Shutdown => {}
             }
         }
+        closing
     }
 
     fn fail(&mut self, what: String) {
@@ -934,6 +965,7 @@ impl Writer {
                 }
             }
             Command::SealDone { result } => self.seal_done(result),
+            Command::Shutdown => {}
         }
     }
 
