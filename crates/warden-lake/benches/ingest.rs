@@ -5,7 +5,7 @@
 //!
 //! Events are realistic mixes (tool decisions with policy ids, outcomes, model usage with tokens and
 //! cost, credential events) over 1,000 agents in 50 teams, ~500-700 bytes of canonical JSON each.
-//! Sealing runs during the runs as it would in production (every 262,144 events).
+//! Sealing runs during the runs as it would in production (every 131,072 events).
 //!
 //! Run with `cargo bench -p warden-lake --bench ingest`. Targets: ≥ 100,000 durable events/s
 //! sustained, ≤ 100 bytes/event on disk. Without `--bench` (as `cargo test --all-targets` runs it, in

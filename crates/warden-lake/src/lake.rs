@@ -47,7 +47,8 @@ pub struct LakeConfig {
     pub origin: String,
     /// Size of each preallocated WAL segment (at least 1 MiB).
     pub wal_segment_bytes: u64,
-    /// Seal when this many events are unsealed…
+    /// Seal when this many events are unsealed… (the unsealed tail is held in memory, parsed, at
+    /// roughly 1.5 KiB per event: 131,072 events ≈ 200 MiB)
     pub seal_max_events: usize,
     /// …or when the oldest unsealed event is this old.
     pub seal_max_age: Duration,
@@ -67,7 +68,7 @@ impl Default for LakeConfig {
         LakeConfig {
             origin: "warden.local/audit".to_owned(),
             wal_segment_bytes: 64 << 20,
-            seal_max_events: 262_144,
+            seal_max_events: 131_072,
             seal_max_age: Duration::from_secs(60),
             checkpoint_interval: Duration::from_secs(1),
             max_batch_events: 16_384,
