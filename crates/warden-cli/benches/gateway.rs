@@ -1,9 +1,11 @@
 //! What the MCP gateway of `warden serve` costs: `tools/call` (`echo`) through the gateway against
-//! the same calls straight to the same upstream, in one run. The upstream is `server-everything` over
-//! Streamable HTTP, registered in Warden as an HTTP MCP server. Through the gateway every call is
-//! authenticated (the agent's bearer token), decided (Cedar: the agent's grant plus a guardrail that
-//! reads the arguments) and its decision and outcome events are committed to SQLite
-//! (`synchronous=FULL`) before the answer; nothing is turned off.
+//! the same calls straight to the same upstream, in one run, for two upstreams over Streamable HTTP:
+//! a minimal Rust MCP server (this binary, run as a child; it costs microseconds, so the gateway's
+//! added latency is read without an upstream's jitter on top) and `server-everything` (Node). Through
+//! the gateway every call is authenticated (the agent's bearer token), decided (Cedar: the agent's
+//! grant plus a guardrail that reads the arguments) and its decision event is committed to SQLite
+//! (`synchronous=FULL`) before the call is forwarded; its outcome event is committed after the answer.
+//! Nothing is turned off.
 //!
 //! Clients make raw Streamable HTTP JSON-RPC calls, one connection and one MCP session each. Reported:
 //! closed-loop runs at 1 and at 64 clients (calls/s, latency p50/p99, direct vs gateway, the added
@@ -96,7 +98,12 @@ const SMOKE: Config = Config {
 };
 
 fn main() {
-    let bench = std::env::args().any(|a| a == "--bench");
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(port) = args.iter().position(|a| a == ECHO_UPSTREAM).and_then(|i| args.get(i + 1)) {
+        echo_upstream::serve(port.parse().expect("a port"));
+        return;
+    }
+    let bench = args.iter().any(|a| a == "--bench");
     let Ok(peers) = std::env::var("WARDEN_TEST_NODE_PEERS") else {
         let hint = "WARDEN_TEST_NODE_PEERS is not set: run through `bash scripts/test.sh` (which installs \
                     server-everything and sets it), or set it to that install";
@@ -116,20 +123,8 @@ fn main() {
     .collect();
     assert!(everything_js.is_file(), "{} is missing", everything_js.display());
 
-    let dir = tempfile::tempdir().unwrap();
-    let upstream = Upstream::start(&everything_js);
-    let warden = Warden::start(&dir.path().join("data"), &dir.path().join("warden.log"));
-    let tokens = warden.setup(&upstream.url, config.agents);
-    let direct = |_: usize| Endpoint::new(&upstream.url, None);
-    let gateway = |i: usize| {
-        Endpoint::new(
-            &format!("{}/mcp/everything", warden.url),
-            Some(&tokens[i % tokens.len()]),
-        )
-    };
-
     println!(
-        "MCP gateway: echo via server-everything (Streamable HTTP), direct vs through `warden serve`{}",
+        "MCP gateway: `echo` tool calls straight to an upstream vs through `warden serve`, in one run{}",
         if bench {
             ""
         } else {
@@ -137,76 +132,99 @@ fn main() {
         }
     );
     println!(
-        "through the gateway: bearer token verified, Cedar decision (grant + argument guardrail), decision and \
-         outcome events committed to SQLite (synchronous=FULL) before the answer; {} agents",
-        tokens.len()
+        "through the gateway: bearer token verified, Cedar decision (grant + argument guardrail), decision event \
+         committed to SQLite (synchronous=FULL) before the call is forwarded, outcome event committed after the \
+         answer; nothing is turned off"
     );
+    let dir = tempfile::tempdir().unwrap();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
+    let fsync = fsync_latency(&dir.path().join("fsync.probe"), config.fsyncs);
+    println!(
+        "fsync of a small write on the data directory's disk: p50 {:.0} µs, p99 {:.0} µs ({} samples); each \
+         call through the gateway waits for one commit (its decision)",
+        fsync.0, fsync.1, config.fsyncs
+    );
+    let upstreams = [
+        (
+            "a minimal Rust MCP server (Streamable HTTP, JSON answers; this bench binary run as a child)",
+            Upstream::rust_echo(),
+        ),
+        ("server-everything (Node, Streamable HTTP)", Upstream::everything(&everything_js)),
+    ];
+    let mut last = None;
+    for (i, (what, upstream)) in upstreams.into_iter().enumerate() {
+        let warden = Warden::start(&dir.path().join(format!("data-{i}")), &dir.path().join(format!("warden-{i}.log")));
+        let tokens = warden.setup(&upstream.url, config.agents);
+        println!();
+        println!("== upstream: {what}; {} agents", tokens.len());
+        runtime.block_on(compare(&warden, &upstream, &tokens, &config));
+        last = Some((warden, tokens, upstream));
+    }
+    let (warden, tokens, _upstream) = last.unwrap();
+    println!();
+    runtime.block_on(hold_sessions(&warden, &tokens, config.sessions_per_agent));
+}
+
+/// Direct against gateway, closed loop at 1 and many clients, then paced.
+async fn compare(warden: &Warden, upstream: &Upstream, tokens: &[String], config: &Config) {
+    let direct = |_: usize| Endpoint::new(&upstream.url, None);
+    let gateway = |i: usize| {
+        Endpoint::new(
+            &format!("{}/mcp/everything", warden.url),
+            Some(&tokens[i % tokens.len()]),
+        )
+    };
     let procs = Procs::new(warden.child.id(), upstream.child.id());
-    runtime.block_on(async {
-        println!();
+    println!(
+        "closed loop, {:.1} s per run, one connection and session per client; CPU per call (µs) of this \
+         client, of warden and of the upstream:",
+        config.run.as_secs_f64()
+    );
+    println!("clients  path       calls/s    p50 µs    p99 µs   client   warden upstream");
+    let mut saturation = 0.0;
+    for clients in [1, config.many] {
+        let d = closed_loop(&direct, clients, Op::Echo, config, procs).await;
+        let g = closed_loop(&gateway, clients, Op::Echo, config, procs).await;
+        d.row(&format!("{clients:>7}  direct "));
+        g.row(&format!("{clients:>7}  gateway"));
         println!(
-            "closed loop, {:.1} s per run, one connection and session per client; CPU per call (µs) of this \
-             client, of warden and of server-everything:",
-            config.run.as_secs_f64()
+            "{clients:>7}  added            {:>+9.0} {:>+9.0}   gateway/direct throughput {:.2}",
+            g.p50 - d.p50,
+            g.p99 - d.p99,
+            g.per_sec / d.per_sec
         );
-        println!("clients  path       calls/s    p50 µs    p99 µs   client   warden     node");
-        let mut saturation = 0.0;
-        for clients in [1, config.many] {
-            let d = closed_loop(&direct, clients, Op::Echo, &config, procs).await;
-            let g = closed_loop(&gateway, clients, Op::Echo, &config, procs).await;
-            d.row(&format!("{clients:>7}  direct "));
-            g.row(&format!("{clients:>7}  gateway"));
-            println!(
-                "{clients:>7}  added            {:>+9.0} {:>+9.0}   gateway/direct throughput {:.2}",
-                g.p50 - d.p50,
-                g.p99 - d.p99,
-                g.per_sec / d.per_sec
-            );
-            saturation = d.per_sec;
-        }
-        let ping = closed_loop(&gateway, 1, Op::Ping, &config, procs).await;
-        ping.row("      1  gw ping");
-        println!("         (ping: token check, session lookup and HTTP only; no policy, audit or upstream)");
+        saturation = d.per_sec;
+    }
+    let ping = closed_loop(&gateway, 1, Op::Ping, config, procs).await;
+    ping.row("      1  gw ping");
+    println!("         (ping: token check, session lookup and HTTP only; no policy, audit or upstream)");
 
-        println!();
+    println!();
+    println!(
+        "open loop: calls sent on a fixed schedule over {} sessions, {:.1} s per run (direct saturates at \
+         {saturation:.0}/s above):",
+        config.paced_workers,
+        config.paced_run.as_secs_f64()
+    );
+    println!("path     target/s  achieved/s    p50 µs    p99 µs  late p99 µs");
+    for &rate in config.paced_rates {
+        let d = paced(&direct, rate, config).await;
+        let g = paced(&gateway, rate, config).await;
+        d.row("direct", rate);
+        g.row("gateway", rate);
         println!(
-            "open loop: calls sent on a fixed schedule over {} sessions, {:.1} s per run (direct saturates at \
-             {saturation:.0}/s above):",
-            config.paced_workers,
-            config.paced_run.as_secs_f64()
+            "added                           {:>+9.0} {:>+9.0}",
+            g.run.p50 - d.run.p50,
+            g.run.p99 - d.run.p99
         );
-        println!("path     target/s  achieved/s    p50 µs    p99 µs  late p99 µs");
-        for &rate in config.paced_rates {
-            let d = paced(&direct, rate, &config).await;
-            let g = paced(&gateway, rate, &config).await;
-            d.row("direct", rate);
-            g.row("gateway", rate);
-            println!(
-                "added                           {:>+9.0} {:>+9.0}",
-                g.run.p50 - d.run.p50,
-                g.run.p99 - d.run.p99
-            );
-        }
-        println!(
-            "(latency from the actual send; `late`: how far sends slipped behind the schedule, when the path or \
-             the machine fell behind)"
-        );
-
-        println!();
-        let fsync = fsync_latency(&dir.path().join("fsync.probe"), config.fsyncs);
-        println!(
-            "fsync of a small write on the data directory's disk: p50 {:.0} µs, p99 {:.0} µs ({} samples); \
-             each call waits for two commits (decision, then outcome)",
-            fsync.0, fsync.1, config.fsyncs
-        );
-
-        println!();
-        hold_sessions(&warden, &tokens, config.sessions_per_agent).await;
-    });
+    }
+    println!(
+        "(latency from the actual send; `late`: how far sends slipped behind the schedule, when the path or \
+         the machine fell behind)"
+    );
 }
 
 /// CPU time used so far by this process, by warden and by server-everything.
@@ -242,19 +260,19 @@ impl Procs {
     }
 }
 
-/// server-everything over Streamable HTTP on a free loopback port.
+/// The upstream MCP server, on a free loopback port.
 struct Upstream {
     child: Child,
     url: String,
 }
 
+/// The argument that makes this binary serve [`echo_upstream`] on the port that follows it.
+const ECHO_UPSTREAM: &str = "--serve-echo-upstream";
+
 impl Upstream {
-    fn start(js: &Path) -> Upstream {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+    /// server-everything over Streamable HTTP.
+    fn everything(js: &Path) -> Upstream {
+        let port = free_port();
         let child = Command::new("node")
             .arg(js)
             .arg("streamableHttp")
@@ -264,15 +282,115 @@ impl Upstream {
             .stderr(Stdio::null())
             .spawn()
             .expect("spawn node (server-everything)");
+        Upstream::listening(child, port, "/mcp")
+    }
+
+    /// This binary as a minimal Rust MCP server.
+    fn rust_echo() -> Upstream {
+        let port = free_port();
+        let child = Command::new(std::env::current_exe().unwrap())
+            .args([ECHO_UPSTREAM, &port.to_string()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn the echo upstream");
+        Upstream::listening(child, port, "/mcp")
+    }
+
+    fn listening(child: Child, port: u16, path: &str) -> Upstream {
         let deadline = Instant::now() + Duration::from_secs(30);
         while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "server-everything did not listen on {port}");
+            assert!(Instant::now() < deadline, "the upstream did not listen on {port}");
             std::thread::sleep(Duration::from_millis(50));
         }
         Upstream {
             child,
-            url: format!("http://127.0.0.1:{port}/mcp"),
+            url: format!("http://127.0.0.1:{port}{path}"),
         }
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A minimal MCP server over Streamable HTTP offering one tool, `echo`, answering in JSON (never
+/// SSE). Its own cost is a few microseconds a call, so the gateway's added latency can be read
+/// without an upstream's jitter on top.
+mod echo_upstream {
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    use axum::Router;
+    use axum::body::Bytes;
+    use axum::http::{HeaderMap, StatusCode, header};
+    use axum::response::{IntoResponse, Response};
+    use axum::routing::post;
+    use serde_json::{Value, json};
+
+    static SESSIONS: AtomicU64 = AtomicU64::new(1);
+
+    pub(crate) fn serve(port: u16) {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let app = Router::new().route("/mcp", post(rpc).delete(|| async { StatusCode::OK }));
+            let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.unwrap();
+            axum::serve(listener, app).await.unwrap();
+        });
+    }
+
+    async fn rpc(_headers: HeaderMap, body: Bytes) -> Response {
+        let Ok(message) = serde_json::from_slice::<Value>(&body) else {
+            return (StatusCode::BAD_REQUEST, "not JSON").into_response();
+        };
+        let Some(id) = message.get("id").cloned() else {
+            return StatusCode::ACCEPTED.into_response();
+        };
+        let method = message["method"].as_str().unwrap_or_default();
+        let result = match method {
+            "initialize" => json!({
+                "protocolVersion": message["params"]["protocolVersion"].as_str().unwrap_or("2025-11-25"),
+                "capabilities": {"tools": {}},
+                "serverInfo": {"name": "echo-upstream", "version": "1.0.0"},
+            }),
+            "ping" => json!({}),
+            "tools/list" => json!({"tools": [{
+                "name": "echo",
+                "description": "Echoes back the input",
+                "inputSchema": {
+                    "type": "object",
+                    "properties": {"message": {"type": "string"}},
+                    "required": ["message"],
+                },
+            }]}),
+            "tools/call" if message["params"]["name"] == "echo" => {
+                let text = message["params"]["arguments"]["message"].as_str().unwrap_or_default();
+                json!({"content": [{"type": "text", "text": format!("Echo: {text}")}]})
+            }
+            _ => {
+                let error = json!({"code": -32601, "message": format!("no method {method}")});
+                return answer(json!({"jsonrpc": "2.0", "id": id, "error": error}), None);
+            }
+        };
+        let session = (method == "initialize").then(|| SESSIONS.fetch_add(1, Ordering::Relaxed).to_string());
+        answer(json!({"jsonrpc": "2.0", "id": id, "result": result}), session)
+    }
+
+    fn answer(body: Value, session: Option<String>) -> Response {
+        let mut response = ([(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response();
+        if let Some(session) = session {
+            response
+                .headers_mut()
+                .insert("mcp-session-id", session.parse().unwrap());
+        }
+        response
     }
 }
 

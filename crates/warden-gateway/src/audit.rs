@@ -6,9 +6,12 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
+use tokio::sync::Notify;
 use warden_core::AgentId;
 
 /// A boxed future returned by [`AuditSink::record`].
@@ -150,4 +153,81 @@ pub(crate) fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// Counts events being written off the answer's path, so that shutdown (and a reader who must see
+/// them) can wait until all are recorded.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Pending {
+    inner: Arc<PendingInner>,
+}
+
+#[derive(Debug, Default)]
+struct PendingInner {
+    count: AtomicUsize,
+    idle: Notify,
+}
+
+/// One event being written; dropping it marks the event as settled.
+#[derive(Debug)]
+pub(crate) struct PendingGuard {
+    inner: Arc<PendingInner>,
+}
+
+impl Pending {
+    /// Marks one more event as being written until the guard is dropped.
+    pub(crate) fn enter(&self) -> PendingGuard {
+        self.inner.count.fetch_add(1, Ordering::SeqCst);
+        PendingGuard {
+            inner: Arc::clone(&self.inner),
+        }
+    }
+
+    /// Resolves once no event is being written.
+    pub(crate) async fn settled(&self) {
+        loop {
+            let idle = self.inner.idle.notified();
+            tokio::pin!(idle);
+            // Registered before the count is read, so a drop to zero in between still wakes us.
+            idle.as_mut().enable();
+            if self.inner.count.load(Ordering::SeqCst) == 0 {
+                return;
+            }
+            idle.await;
+        }
+    }
+}
+
+impl Drop for PendingGuard {
+    fn drop(&mut self) {
+        if self.inner.count.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.inner.idle.notify_waiters();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::Pending;
+
+    #[tokio::test]
+    async fn settled_waits_for_every_guard() {
+        let pending = Pending::default();
+        pending.settled().await;
+        let (a, b) = (pending.enter(), pending.enter());
+        let waiter = tokio::spawn({
+            let pending = pending.clone();
+            async move { pending.settled().await }
+        });
+        drop(a);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(!waiter.is_finished(), "settled while an event was still being written");
+        drop(b);
+        tokio::time::timeout(Duration::from_secs(5), waiter)
+            .await
+            .expect("settled did not wake")
+            .unwrap();
+    }
 }

@@ -5,6 +5,9 @@
 //! `tools/call` path — resolve, decide, record the decision durably, forward with the gateway's own
 //! credentials, record the outcome. It must never forward a call whose decision is not recorded, never
 //! hand the agent's token to an upstream, and never hold a lock across an await.
+//!
+//! Only the decision is on the answer's path: the outcome event is written while the answer goes
+//! back, tracked by [`Pending`] so that [`Gateway::shutdown`] waits for every outcome to be recorded.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -17,7 +20,7 @@ use warden_mcp::jsonrpc::ErrorObject;
 use warden_mcp::{Tool, Upstream, UpstreamError};
 use warden_policy::{Decision, ToolCall};
 
-use crate::audit::{AuditSink, CallStatus, CloseReason, GatewayEvent, Verdict, now_ms};
+use crate::audit::{AuditSink, CallStatus, CloseReason, GatewayEvent, Pending, Verdict, now_ms};
 use crate::config::GatewayConfig;
 use crate::control::{AgentIdentity, ControlPlane, UpstreamSpec, is_listed};
 use crate::session::{Endpoint, Session, Sessions, random_hex};
@@ -48,6 +51,8 @@ pub(crate) struct Shared {
     pub(crate) sessions: Sessions,
     /// Set by [`Gateway::shutdown`]; requests are refused from then on.
     pub(crate) shutting_down: AtomicBool,
+    /// Outcome events still being written.
+    pub(crate) outcomes: Pending,
 }
 
 impl Gateway {
@@ -62,6 +67,7 @@ impl Gateway {
                 pool,
                 sessions: Sessions::default(),
                 shutting_down: AtomicBool::new(false),
+                outcomes: Pending::default(),
             }),
         }
     }
@@ -78,12 +84,21 @@ impl Gateway {
     }
 
     /// Ends every session and closes every upstream connection; requests get 503 from then on.
+    /// Returns once every call's outcome event is recorded.
     pub async fn shutdown(&self) {
         self.shared.shutting_down.store(true, Ordering::SeqCst);
         for session in self.shared.sessions.drain() {
             self.shared.closed(&session, CloseReason::Shutdown).await;
         }
+        self.shared.outcomes.settled().await;
         self.shared.pool.close_all().await;
+    }
+
+    /// Waits until every outcome event of the calls answered so far is recorded. Outcomes are
+    /// written after the answer goes back, so a reader of the audit trail who must see a call's
+    /// outcome waits for this first.
+    pub async fn outcomes_settled(&self) {
+        self.shared.outcomes.settled().await;
     }
 
     /// The connection to upstream `server`, if one has been made (connections are made on first use).
@@ -346,8 +361,7 @@ impl Shared {
             if let Err(audit_err) = self.audit.record(record.decision(&unknown)).await {
                 tracing::error!(call_id = %record.call_id, error = %audit_err, "cannot record a call to an unknown tool");
             }
-            self.record(record.outcome(CallStatus::Denied, Some(unknown.reason.clone()), Instant::now()))
-                .await;
+            self.record_outcome(record.outcome(CallStatus::Denied, Some(unknown.reason.clone()), Instant::now()));
             return Err(err);
         }
 
@@ -378,7 +392,7 @@ impl Shared {
             if let Err(err) = recorded {
                 tracing::error!(call_id = %record.call_id, error = %err, "cannot record a denied call");
             }
-            self.record(record.outcome(CallStatus::Denied, None, decided)).await;
+            self.record_outcome(record.outcome(CallStatus::Denied, None, decided));
             return Ok(denied_result(&decision));
         }
         if let Err(err) = recorded {
@@ -400,14 +414,13 @@ impl Shared {
                 } else {
                     (CallStatus::Ok, None)
                 };
-                self.record(record.outcome(status, error, decided)).await;
+                self.record_outcome(record.outcome(status, error, decided));
                 Ok(result)
             }
             Err(UpstreamError::Rpc { error, .. }) => {
                 // The upstream's own protocol error (such as invalid params) goes back as it sent it.
                 let message = format!("upstream error {}: {}", error.code, error.message);
-                self.record(record.outcome(CallStatus::Error, Some(message), decided))
-                    .await;
+                self.record_outcome(record.outcome(CallStatus::Error, Some(message), decided));
                 Err(*error)
             }
             Err(err) => {
@@ -417,8 +430,7 @@ impl Shared {
                     CallStatus::Error
                 };
                 tracing::warn!(call_id = %record.call_id, error = %err, "forwarding a tool call failed");
-                self.record(record.outcome(status, Some(err.to_string()), decided))
-                    .await;
+                self.record_outcome(record.outcome(status, Some(err.to_string()), decided));
                 Ok(tool_error(format!(
                     "Warden allowed the call, but the MCP server `{}` failed: {err}",
                     spec.name
@@ -443,10 +455,17 @@ impl Shared {
         }
     }
 
-    async fn record(&self, event: GatewayEvent) {
-        if let Err(err) = self.audit.record(event).await {
-            tracing::error!(error = %err, "cannot record a call's outcome");
-        }
+    /// Records a call's outcome without holding up its answer; [`Pending`] keeps count until it is
+    /// durable.
+    fn record_outcome(&self, event: GatewayEvent) {
+        let audit = Arc::clone(&self.audit);
+        let pending = self.outcomes.enter();
+        tokio::spawn(async move {
+            if let Err(err) = audit.record(event).await {
+                tracing::error!(error = %err, "cannot record a call's outcome");
+            }
+            drop(pending);
+        });
     }
 }
 

@@ -9,14 +9,20 @@
 //! Verification never lets the token choose how it is checked: the algorithm is pinned to EdDSA, the
 //! key comes from the verifier's own set by `kid`, and the signature is checked strictly (no weak keys,
 //! no malleable encodings) before any claim is read. It never panics, whatever the input.
+//!
+//! A token presented again (an agent's every call carries the same bearer) skips the signature: the
+//! verifier remembers the decoded claims of tokens whose signature passed, by the SHA-256 of the whole
+//! token text, and checks their claims, times and revocation afresh on every use.
 
 use std::collections::HashMap;
 use std::fmt;
+use std::sync::{Arc, Mutex};
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use ed25519_dalek::{Signature, VerifyingKey};
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 use warden_core::AgentId;
 
 use crate::keys::{KeyRing, SigningKey};
@@ -203,12 +209,18 @@ impl VerifiedToken {
     }
 }
 
+/// How many tokens a [`Verifier`] remembers as signed before it starts over.
+const SIGNED_CACHE_CAPACITY: usize = 16_384;
+
 /// Checks agent access tokens against a fixed set of public keys.
 #[derive(Debug, Clone)]
 pub struct Verifier {
     /// Decompressed keys by `kid`, so no token pays for point decompression.
     keys: HashMap<String, VerifyingKey>,
     config: VerifierConfig,
+    /// Claims of tokens whose signature passed, by SHA-256 of the token text. Belongs to this key
+    /// set: a verifier built for other keys starts empty.
+    signed: Arc<Mutex<HashMap<[u8; 32], WireClaims>>>,
 }
 
 impl Verifier {
@@ -217,6 +229,7 @@ impl Verifier {
         Verifier {
             keys: keys.into_iter().collect(),
             config,
+            signed: Arc::default(),
         }
     }
 
@@ -247,7 +260,11 @@ impl Verifier {
         if keys.is_empty() {
             return Err(JwksError::NoKeys);
         }
-        Ok(Verifier { keys, config })
+        Ok(Verifier {
+            keys,
+            config,
+            signed: Arc::default(),
+        })
     }
 
     /// Checks `token` at `now_unix`: its signature, its claims, and that no agent in its delegation
@@ -264,6 +281,13 @@ impl Verifier {
                 max: MAX_TOKEN_LEN,
             });
         }
+        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        let remembered = self.signed.lock().ok().and_then(|signed| signed.get(&digest).cloned());
+        if let Some(wire) = remembered {
+            let claims = self.check_claims(wire, now_unix)?;
+            check_revocation(&claims, revocation)?;
+            return Ok(VerifiedToken { claims });
+        }
         let parts = split_token(token).ok_or(VerifyError::Malformed {
             reason: "it must be three base64url parts joined by `.`",
         })?;
@@ -277,9 +301,21 @@ impl Verifier {
         let signature = decode_signature(signature)?;
         key.verify_strict(signing_input.as_bytes(), &signature)
             .map_err(|_| VerifyError::BadSignature)?;
-        let claims = self.check_claims(decode_claims(payload)?, now_unix)?;
+        let wire = decode_claims(payload)?;
+        self.remember(digest, &wire);
+        let claims = self.check_claims(wire, now_unix)?;
         check_revocation(&claims, revocation)?;
         Ok(VerifiedToken { claims })
+    }
+
+    /// Remembers that the token hashing to `digest` is signed by one of this verifier's keys.
+    fn remember(&self, digest: [u8; 32], wire: &WireClaims) {
+        if let Ok(mut signed) = self.signed.lock() {
+            if signed.len() >= SIGNED_CACHE_CAPACITY {
+                signed.clear();
+            }
+            signed.insert(digest, wire.clone());
+        }
     }
 
     /// The key the token's header names, once the header passes.
@@ -450,7 +486,7 @@ struct Header {
 }
 
 /// The claims as a token may carry them: `aud` a string or an array, `nbf` optional.
-#[derive(Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 struct WireClaims {
     iss: String,
     sub: String,
@@ -484,7 +520,7 @@ impl WireClaims {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(untagged)]
 enum Audience {
     One(String),

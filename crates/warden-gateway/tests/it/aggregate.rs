@@ -60,8 +60,8 @@ async fn one_endpoint_for_every_permitted_server() {
     assert_eq!(reply.body["error"]["code"], -32602, "{}", reply.raw);
 
     let decided: Vec<String> = world
-        .audit
         .events()
+        .await
         .iter()
         .filter(|e| e["kind"] == "decision")
         .map(|e| {

@@ -212,8 +212,8 @@ async fn sessions_are_bound_to_their_agent_and_endpoint() {
     let reply = reader.rpc("/mcp/everything", 5, "ping", json!({})).await;
     assert_eq!(reply.status, StatusCode::NOT_FOUND);
     let kinds: Vec<(String, String)> = world
-        .audit
         .events()
+        .await
         .iter()
         .map(|e| {
             (

@@ -14,10 +14,10 @@ fn world() -> World {
 }
 
 /// The audit events about calls, as (kind, call_id, decision or status).
-fn call_events(world: &World) -> Vec<Value> {
+async fn call_events(world: &World) -> Vec<Value> {
     world
-        .audit
         .events()
+        .await
         .into_iter()
         .filter(|e| e["kind"] == "decision" || e["kind"] == "outcome")
         .collect()
@@ -88,7 +88,7 @@ async fn lists_granted_tools_forwards_allowed_calls_and_denies_the_rest() {
     assert_eq!(reply.body["error"]["message"], "Unknown tool: no-such-tool");
 
     // Four calls decided, each decision durable before its outcome.
-    let events = call_events(&world);
+    let events = call_events(&world).await;
     let summary: Vec<(String, String, String)> = events
         .iter()
         .map(|e| {
@@ -152,7 +152,7 @@ async fn a_subagent_acts_and_is_recorded_as_itself() {
         .await;
     assert_eq!(text(&reply.body["result"]), "Echo: from the helper", "{}", reply.raw);
 
-    let events = call_events(&world);
+    let events = call_events(&world).await;
     assert_eq!(events.len(), 2);
     let (reader, sub) = (world.agents.reader.id.as_str(), world.agents.helper.id.as_str());
     for event in &events {
@@ -161,7 +161,7 @@ async fn a_subagent_acts_and_is_recorded_as_itself() {
     }
     assert_eq!(events[0]["token_id"], "jti-helper");
     assert_eq!(events[0]["policy_ids"], json!([format!("grant/everything-read/{sub}")]));
-    let opened = &world.audit.events()[0];
+    let opened = &world.events().await[0];
     assert_eq!(
         (opened["kind"].as_str(), opened["agent"].as_str()),
         (Some("session_opened"), Some(sub))
@@ -210,6 +210,6 @@ async fn a_call_whose_decision_cannot_be_recorded_is_not_forwarded() {
         "Warden could not record this call in its audit trail, so it was not forwarded."
     );
     world.audit.fail.store(false, Ordering::SeqCst);
-    assert!(call_events(&world).is_empty());
+    assert!(call_events(&world).await.is_empty());
     world.gateway.shutdown().await;
 }

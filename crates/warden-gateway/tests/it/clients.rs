@@ -72,8 +72,8 @@ async fn python_sdk_in_both_protocol_eras() {
     );
     check_python_calls(&out);
     let kinds: Vec<String> = world
-        .audit
         .events()
+        .await
         .iter()
         .map(|e| e["kind"].as_str().unwrap().to_owned())
         .collect();
@@ -123,8 +123,8 @@ async fn python_sdk_in_both_protocol_eras() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let kinds: Vec<String> = world
-        .audit
         .events()
+        .await
         .iter()
         .skip(8)
         .map(|e| e["kind"].as_str().unwrap().to_owned())
@@ -190,8 +190,8 @@ async fn python_sdk_on_the_aggregated_endpoint() {
     assert_eq!(calls[2]["is_error"], true, "{out}");
     // The subagent is recorded as itself, with its chain.
     let decisions: Vec<Value> = world
-        .audit
         .events()
+        .await
         .into_iter()
         .filter(|e| e["kind"] == "decision")
         .collect();

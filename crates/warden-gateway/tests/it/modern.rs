@@ -85,7 +85,7 @@ async fn discover_list_and_call_without_sessions() {
     assert!(text(&reply.body["result"]).contains(GUARDRAIL_ID));
 
     // Decisions are recorded without a session; no session was opened.
-    let events = world.audit.events();
+    let events = world.events().await;
     assert_eq!(events.len(), 4, "{events:?}");
     assert!(
         events
@@ -165,7 +165,7 @@ async fn headers_must_match_the_body_and_are_checked_before_policy() {
         assert_eq!(reply.body["error"]["code"], -32601);
     }
     // Only the one call with matching headers was decided.
-    let decisions = world.audit.events().iter().filter(|e| e["kind"] == "decision").count();
+    let decisions = world.events().await.iter().filter(|e| e["kind"] == "decision").count();
     assert_eq!(decisions, 1);
     world.gateway.shutdown().await;
 }

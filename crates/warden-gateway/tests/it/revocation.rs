@@ -45,8 +45,8 @@ async fn an_agent_revoked_mid_session_is_cut_off() {
     assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{}", reply.raw);
     assert_eq!(world.gateway.session_count(), 1, "only the outsider's session is left");
     let closed: Vec<String> = world
-        .audit
         .events()
+        .await
         .iter()
         .filter(|e| e["kind"] == "session_closed")
         .map(|e| format!("{} {}", e["agent"].as_str().unwrap(), e["reason"].as_str().unwrap()))
@@ -59,7 +59,7 @@ async fn an_agent_revoked_mid_session_is_cut_off() {
         ]
     );
     // The revoked call never reached a decision.
-    let decisions = world.audit.events().iter().filter(|e| e["kind"] == "decision").count();
+    let decisions = world.events().await.iter().filter(|e| e["kind"] == "decision").count();
     assert_eq!(decisions, 1);
     // Others are unaffected.
     let pong = outsider.rpc("/mcp/everything", 9, "ping", json!({})).await;
@@ -91,8 +91,8 @@ async fn cutting_an_agent_ends_its_sessions_and_its_subagents() {
         assert_eq!(reply.status, StatusCode::NOT_FOUND, "{}", reply.raw);
     }
     let cut = world
-        .audit
         .events()
+        .await
         .iter()
         .filter(|e| e["kind"] == "session_closed" && e["reason"] == "cut")
         .count();

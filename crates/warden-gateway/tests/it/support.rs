@@ -233,6 +233,13 @@ pub fn spec(server: &str, transport: Transport) -> UpstreamSpec {
 }
 
 impl World {
+    /// Everything recorded so far, once the outcomes of the calls answered so far are written (they
+    /// are written after the answer).
+    pub async fn events(&self) -> Vec<Value> {
+        self.gateway.outcomes_settled().await;
+        self.audit.events()
+    }
+
     /// A world whose gateway fronts `servers`.
     pub fn new(servers: Vec<UpstreamSpec>) -> World {
         World::with_config(servers, |_| {})

@@ -58,8 +58,8 @@ async fn a_killed_stdio_upstream_comes_back() {
 
     // Every failed call was decided, recorded and has an error outcome.
     let outcomes: Vec<String> = world
-        .audit
         .events()
+        .await
         .iter()
         .filter(|e| e["kind"] == "outcome")
         .map(|e| e["status"].as_str().unwrap().to_owned())
@@ -132,8 +132,8 @@ async fn a_slow_upstream_times_out_without_blocking_others() {
         "{body}"
     );
     let timeout = world
-        .audit
         .events()
+        .await
         .into_iter()
         .find(|e| e["kind"] == "outcome" && e["status"] == "timeout")
         .unwrap();
@@ -160,8 +160,8 @@ async fn unreachable_and_changed_upstreams() {
     assert_eq!(result["isError"], true, "{}", reply.raw);
     assert!(text(result).contains("cannot reach upstream `web`"), "{}", reply.raw);
     let outcome = world
-        .audit
         .events()
+        .await
         .into_iter()
         .rfind(|e| e["kind"] == "outcome")
         .unwrap();

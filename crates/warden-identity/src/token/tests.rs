@@ -710,3 +710,44 @@ fn signatures_are_checked_strictly() {
     );
     assert_eq!(refused(&verifier, &token, &NoRevocations), VerifyError::BadSignature);
 }
+
+#[test]
+fn a_remembered_token_is_still_checked_for_time_and_revocation() {
+    let (_tmp, ring) = key_ring();
+    let verifier = verifier(&ring);
+    let token = mint(ring.active(), &root_claims()).unwrap();
+    verifier.verify(&token, NOW, &NoRevocations).unwrap();
+    // Its signature is remembered now; everything else is checked again on each use.
+    verifier.verify(&token, NOW + 1, &NoRevocations).unwrap();
+    let err = refused(&verifier, &token, &revoked(&[(ROOT, AgentStatus::Suspended, None)]));
+    assert_eq!(err.to_string(), format!("agent `{ROOT}` is suspended"));
+    let late = verifier.verify(&token, NOW + 600 + 3_600, &NoRevocations).unwrap_err();
+    assert!(matches!(late, VerifyError::Expired { .. }), "{late:?}");
+}
+
+#[test]
+fn a_tampered_copy_of_a_remembered_token_is_refused() {
+    let (_tmp, ring) = key_ring();
+    let verifier = verifier(&ring);
+    let token = mint(ring.active(), &root_claims()).unwrap();
+    verifier.verify(&token, NOW, &NoRevocations).unwrap();
+    let parts: Vec<&str> = token.split('.').collect();
+    let payload = String::from_utf8(URL_SAFE_NO_PAD.decode(parts[1]).unwrap()).unwrap();
+    let tampered = format!(
+        "{}.{}.{}",
+        parts[0],
+        b64(payload.replace("payments", "paymentz")),
+        parts[2]
+    );
+    assert_eq!(refused(&verifier, &tampered, &NoRevocations), VerifyError::BadSignature);
+}
+
+#[test]
+fn a_verifier_for_other_keys_remembers_nothing() {
+    let (_tmp, ring) = key_ring();
+    let token = mint(ring.active(), &root_claims()).unwrap();
+    verifier(&ring).verify(&token, NOW, &NoRevocations).unwrap();
+    let (_other_tmp, other) = key_ring();
+    let err = refused(&verifier(&other), &token, &NoRevocations);
+    assert!(matches!(err, VerifyError::UnknownKey { .. }), "{err:?}");
+}
