@@ -101,8 +101,8 @@ pub enum LakeError {
     #[error("invalid audit event: {0}")]
     InvalidEvent(String),
     #[error(
-        "audit lake stopped after a failed disk operation ({0}); nothing unacknowledged was kept. Restart so \
-         recovery replays the WAL"
+        "audit lake stopped after a failed disk operation ({0}); every acknowledged event is safe, events not \
+         acknowledged may or may not be recorded. Restart so recovery replays the WAL"
     )]
     Fatal(String),
     #[error("audit lake is closed")]
@@ -1133,5 +1133,49 @@ fn run_sealer(shared: Arc<Shared>, rx: Receiver<SealJob>, tx: Sender<Command>) {
         if tx.send(Command::SealDone { result: outcome }).is_err() {
             break;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::Decision;
+    use crate::event::tests::{call, subject};
+
+    fn ev(i: u64) -> AuditEvent {
+        AuditEvent::tool_decision(format!("e{i}"), 1_764_000_000_000, &subject(), &call(Decision::Allow))
+    }
+
+    fn config() -> LakeConfig {
+        LakeConfig {
+            wal_segment_bytes: 1 << 20,
+            ..LakeConfig::default()
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failed_fdatasync_is_fatal_and_never_retried() {
+        let dir = tempfile::tempdir().unwrap();
+        let lake = Lake::open(dir.path(), config()).unwrap();
+        lake.append((0..10).map(ev).collect()).await.unwrap();
+        *wal::FAIL_SYNC_UNDER.lock().unwrap() = Some(dir.path().to_owned());
+        let err = lake.append(vec![ev(10)]).await.unwrap_err();
+        assert!(matches!(err, LakeError::Fatal(_)), "{err}");
+        assert!(err.to_string().contains("injected fdatasync failure"), "{err}");
+        // The disk is fine again, but the lake stays stopped: no retry of a failed fsync.
+        *wal::FAIL_SYNC_UNDER.lock().unwrap() = None;
+        assert!(matches!(
+            lake.append(vec![ev(11)]).await.unwrap_err(),
+            LakeError::Fatal(_)
+        ));
+        assert!(matches!(lake.seal().await.unwrap_err(), LakeError::Fatal(_)));
+        assert!(matches!(lake.clone().close().await.unwrap_err(), LakeError::Fatal(_)));
+        drop(lake);
+        // Recovery: every acknowledged event is there.
+        let lake = Lake::open(dir.path(), config()).unwrap();
+        assert!(lake.size() >= 10);
+        let again = lake.append((0..10).map(ev).collect()).await.unwrap();
+        assert!(again.iter().all(|r| !r.new));
+        lake.close().await.unwrap();
     }
 }

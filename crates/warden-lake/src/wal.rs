@@ -227,10 +227,10 @@ impl Wal {
     pub(crate) fn commit(&mut self) -> io::Result<()> {
         self.flush_pending()?;
         if let Some(old) = self.retiring.take() {
-            old.file.sync_data()?;
+            sync(&old)?;
         }
         if self.current.dirty {
-            self.current.file.sync_data()?;
+            sync(&self.current)?;
             self.current.dirty = false;
         }
         Ok(())
@@ -258,7 +258,7 @@ impl Wal {
         if old.dirty
             && let Some(prev) = self.retiring.replace(old)
         {
-            prev.file.sync_data()?;
+            sync(&prev)?;
         }
         Ok(())
     }
@@ -338,6 +338,22 @@ pub(crate) fn read_only(dir: &Path, start_seq: u64) -> Result<ReadOnly, WalError
         }
     }
     Ok((out, torn))
+}
+
+/// Tests make `fdatasync` fail for segments under this directory.
+#[cfg(test)]
+pub(crate) static FAIL_SYNC_UNDER: std::sync::Mutex<Option<PathBuf>> = std::sync::Mutex::new(None);
+
+fn sync(segment: &Segment) -> io::Result<()> {
+    #[cfg(test)]
+    if FAIL_SYNC_UNDER
+        .lock()
+        .map(|g| g.as_ref().is_some_and(|d| segment.path.starts_with(d)))
+        .unwrap_or(false)
+    {
+        return Err(io::Error::other("injected fdatasync failure"));
+    }
+    segment.file.sync_data()
 }
 
 pub(crate) fn encode_frame(out: &mut Vec<u8>, seq: u64, payload: &[u8]) {
