@@ -163,6 +163,8 @@ pub(crate) struct State {
     /// Durable events not yet recorded as sealed, oldest first; `tail[0]` has seq `tail_base`.
     pub(crate) tail: Vec<Arc<Stored>>,
     pub(crate) tail_base: u64,
+    /// Arrow batches of the first `tail_cache.len() * TAIL_CHUNK` tail events (cleared at each seal).
+    pub(crate) tail_cache: Vec<RecordBatch>,
     pub(crate) latest: SignedCheckpoint,
     pub(crate) manifest: Vec<ManifestEntry>,
     pub(crate) fatal: Option<String>,
@@ -362,6 +364,7 @@ impl Lake {
                 leaves,
                 tail,
                 tail_base: sealed_next,
+                tail_cache: Vec::new(),
                 latest: SignedCheckpoint {
                     origin: origin.clone(),
                     size: 0,
@@ -483,26 +486,40 @@ impl Lake {
 
     /// The unsealed tail as Arrow batches (schema `arrow_schema()`), in seq order.
     pub fn tail_batches(&self) -> Result<Vec<RecordBatch>, LakeError> {
-        let tail: Vec<Arc<Stored>> = self.inner.shared.lock().tail.clone();
-        batches(&tail)
+        Ok(self.snapshot()?.tail)
     }
 
     /// The sealed files and the unsealed tail at one instant, so a query sees every event exactly once.
     pub fn snapshot(&self) -> Result<Snapshot, LakeError> {
-        let (tail, files, size) = {
-            let st = self.inner.shared.lock();
+        let shared = &self.inner.shared;
+        let (cached, rest, base, files, size) = {
+            let st = shared.lock();
             let files: Vec<PathBuf> = st
                 .manifest
                 .iter()
-                .flat_map(|m| m.files.iter().map(|f| self.inner.shared.dir.join(&f.path)))
+                .flat_map(|m| m.files.iter().map(|f| shared.dir.join(&f.path)))
                 .collect();
-            (st.tail.clone(), files, st.leaves.len() as u64)
+            let covered = (st.tail_cache.len() * TAIL_CHUNK).min(st.tail.len());
+            (
+                st.tail_cache.clone(),
+                st.tail[covered..].to_vec(),
+                st.tail_base,
+                files,
+                st.leaves.len() as u64,
+            )
         };
-        Ok(Snapshot {
-            files,
-            tail: batches(&tail)?,
-            size,
-        })
+        // Full chunks are immutable until the next seal: build each once and keep it.
+        let built = batches(&rest)?;
+        let full: Vec<RecordBatch> = built.iter().filter(|b| b.num_rows() == TAIL_CHUNK).cloned().collect();
+        if !full.is_empty() {
+            let mut st = shared.lock();
+            if st.tail_base == base && st.tail_cache.len() == cached.len() {
+                st.tail_cache.extend(full);
+            }
+        }
+        let mut tail = cached;
+        tail.extend(built);
+        Ok(Snapshot { files, tail, size })
     }
 
     pub(crate) fn shared(&self) -> &Arc<Shared> {
@@ -521,8 +538,11 @@ impl Lake {
     }
 }
 
+/// Rows per tail batch.
+const TAIL_CHUNK: usize = 65_536;
+
 fn batches(tail: &[Arc<Stored>]) -> Result<Vec<RecordBatch>, LakeError> {
-    tail.chunks(65_536)
+    tail.chunks(TAIL_CHUNK)
         .map(|chunk| {
             let rows: Vec<Row<'_>> = chunk.iter().map(|s| s.row()).collect();
             schema::to_batch(&rows).map_err(LakeError::Damaged)
@@ -1067,6 +1087,7 @@ impl Writer {
             let n = n.min(st.tail.len());
             st.tail.drain(..n);
             st.tail_base = outcome.to;
+            st.tail_cache.clear();
             st.manifest.push(outcome.entry);
         }
         for w in outcome.waiters {

@@ -191,3 +191,27 @@ async fn bad_events_are_refused_and_a_lake_is_opened_once() {
     assert!(tail.iter().all(|b| b.column(0).is_empty()));
     lake.close().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_tail_is_served_from_cached_batches_until_the_next_seal() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = Lake::open(dir.path(), config()).unwrap();
+    for k in 0..7u64 {
+        lake.append(events(k * 10_000..(k + 1) * 10_000)).await.unwrap();
+    }
+    let first = lake.tail_batches().unwrap();
+    assert_eq!(
+        first.iter().map(|b| b.num_rows()).collect::<Vec<_>>(),
+        vec![65_536, 70_000 - 65_536]
+    );
+    lake.append(events(70_000..70_010)).await.unwrap();
+    let second = lake.tail_batches().unwrap();
+    assert_eq!(second[0], first[0], "the full chunk is reused");
+    assert_eq!(rows(&second), 70_010);
+    lake.seal().await.unwrap();
+    assert_eq!(rows(&lake.tail_batches().unwrap()), 0);
+    lake.append(events(70_010..70_020)).await.unwrap();
+    let snap = lake.snapshot().unwrap();
+    assert_eq!((rows(&snap.tail), snap.size), (10, 70_020));
+    lake.close().await.unwrap();
+}
