@@ -19,7 +19,8 @@
 //! Run with `cargo bench -p warden-query --bench lake_queries` (needs `WARDEN_TEST_PYTHON` with
 //! `duckdb`, as `scripts/test.sh` installs; without it only Warden's column is printed). Without
 //! `--bench` (as `cargo test --all-targets` runs it, in debug) it runs a 20,000-event smoke
-//! configuration in a few seconds. `WARDEN_BENCH_EVENTS=N` overrides the event count.
+//! configuration in a few seconds. `WARDEN_BENCH_EVENTS=N` overrides the event count;
+//! `WARDEN_BENCH_EXPLAIN=1` prints DataFusion's `EXPLAIN ANALYZE` of each query first.
 
 #![allow(
     clippy::unwrap_used,
@@ -319,6 +320,7 @@ import duckdb
 job = json.load(sys.stdin)
 con = duckdb.connect()
 con.execute("SET threads = 2")
+con.execute("SET enable_progress_bar = false")
 con.execute("SET autoinstall_known_extensions = false")
 d = job["dir"]
 con.execute(f"CREATE VIEW events AS SELECT * FROM read_parquet('{d}/events/*/*.parquet')")
@@ -340,7 +342,7 @@ for q in job["queries"]:
             return v
         return "<time>"
     out["queries"][q["name"]] = {"ms": times, "rows": [dict(zip(cols, [conv(v) for v in r])) for r in rows]}
-print(json.dumps(out))
+print("RESULT " + json.dumps(out))
 "#;
 
 fn duckdb(dir: &Path, runs: usize) -> Option<Value> {
@@ -375,7 +377,12 @@ fn duckdb(dir: &Path, runs: usize) -> Option<Value> {
         }
         panic!("duckdb failed: {err}");
     }
-    Some(serde_json::from_slice(&out.stdout).unwrap())
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("RESULT "))
+        .unwrap_or_else(|| panic!("no result from duckdb: {stdout}"));
+    Some(serde_json::from_str(line).unwrap())
 }
 
 fn main() {
@@ -437,7 +444,16 @@ fn main() {
     .unwrap();
     let all = Visibility::All;
     let mut warden: BTreeMap<&str, (f64, Value, Vec<String>)> = BTreeMap::new();
+    let explain = std::env::var_os("WARDEN_BENCH_EXPLAIN").is_some();
     for query in queries() {
+        if explain {
+            let plan = runtime
+                .block_on(engine.sql_with_registry(&format!("EXPLAIN ANALYZE {}", query.sql), &all, &fleet.registry))
+                .unwrap();
+            for row in plan.rows() {
+                println!("{}", row.last().and_then(Value::as_str).unwrap_or_default());
+            }
+        }
         let mut times = Vec::new();
         let mut last = None;
         for run in 0..=runs {

@@ -11,8 +11,10 @@
 //! `input_tokens`, `output_tokens`, `cost_micro_usd`.
 //!
 //! Tool patterns of grants are matched as the `grants` table documents (see [`crate::Registry`]):
-//! exactly as `warden_core::ToolPattern::matches` reads `server/tool-glob`. The anti-joins aggregate the events first (per agent, or per agent and tool) and then
-//! compare the few thousand groups with the registry, so their cost is one scan of the lake.
+//! exactly as `warden_core::ToolPattern::matches` reads `server/tool-glob`. Patterns are matched
+//! against the distinct tools seen in the lake (a few hundred), never per event; the events then
+//! meet the covered (agent, server, tool) triples in hash joins, and only what is left is grouped.
+//! Shadow agents group per agent first and compare those few thousand groups with the registry.
 
 use crate::{QueryEngine, QueryError, QueryResult, Registry, Visibility};
 
@@ -110,13 +112,13 @@ impl Report {
                  ORDER BY total_tokens DESC, team"
             }
             Report::SpendPerAgentTop10 => {
-                "SELECT agent_id, team, count(*) AS events, \
+                "SELECT agent_id, min(team) AS team, count(*) AS events, \
                  sum(input_tokens) AS input_tokens, sum(output_tokens) AS output_tokens, \
                  sum(coalesce(input_tokens, 0) + coalesce(output_tokens, 0)) AS total_tokens, \
                  sum(cost_micro_usd) AS cost_micro_usd \
                  FROM events \
                  WHERE input_tokens IS NOT NULL OR output_tokens IS NOT NULL OR cost_micro_usd IS NOT NULL \
-                 GROUP BY agent_id, team \
+                 GROUP BY agent_id \
                  ORDER BY total_tokens DESC, agent_id \
                  LIMIT 10"
             }
@@ -138,49 +140,66 @@ impl Report {
                  WHERE NOT EXISTS (SELECT 1 FROM agents a WHERE a.agent_id = s.agent_id) \
                  ORDER BY s.events DESC, s.agent_id"
             }
-            // Per (agent, server, tool) aggregate of tool calls, then: registered agent, and no
-            // grant of that agent whose pattern matches.
+            // The tools seen (a cheap, low-cardinality aggregate), the (agent, server, tool) triples
+            // each agent's grants cover (patterns matched against those tools only), then the tool
+            // calls with no covering triple (a hash anti-join), aggregated; registered agents only
+            // (an unregistered one is a shadow agent, reported there).
             Report::ScopeDrift => {
-                "WITH calls AS ( \
-                   SELECT agent_id, team, server, tool, count(*) AS calls, \
-                          sum(CASE WHEN action_id = 2 THEN 1 ELSE 0 END) AS denied, \
-                          sum(CASE WHEN action_id = 1 THEN 1 ELSE 0 END) AS allowed, \
-                          max(time_dt) AS last_seen \
-                   FROM events \
-                   WHERE class_uid = 6003 AND tool IS NOT NULL AND agent_id IS NOT NULL \
-                   GROUP BY agent_id, team, server, tool) \
-                 SELECT c.agent_id, c.team, c.server, c.tool, c.calls, c.denied, c.allowed, c.last_seen \
-                 FROM calls c \
-                 WHERE EXISTS (SELECT 1 FROM agents a WHERE a.agent_id = c.agent_id) \
-                   AND NOT EXISTS (SELECT 1 FROM grants g \
-                                   WHERE g.agent_id = c.agent_id \
-                                     AND (g.server = '*' OR g.server = c.server) \
-                                     AND CASE g.tool_match \
-                                           WHEN 'exact' THEN c.tool = g.tool_text \
-                                           WHEN 'prefix' THEN starts_with(c.tool, g.tool_text) \
-                                           ELSE c.tool LIKE g.tool_like ESCAPE '\\' END) \
-                 ORDER BY c.calls DESC, c.agent_id, c.server, c.tool"
+                "WITH tools AS ( \
+                   SELECT DISTINCT server, tool FROM events \
+                   WHERE class_uid = 6003 AND server IS NOT NULL AND tool IS NOT NULL), \
+                 covered AS ( \
+                   SELECT g.agent_id, t.server, t.tool FROM grants g JOIN tools t ON t.server = g.server \
+                   WHERE CASE g.tool_match \
+                             WHEN 'exact' THEN t.tool = g.tool_text \
+                             WHEN 'prefix' THEN starts_with(t.tool, g.tool_text) \
+                             ELSE t.tool LIKE g.tool_like ESCAPE '\\' END \
+                   UNION \
+                   SELECT g.agent_id, t.server, t.tool FROM grants g CROSS JOIN tools t \
+                   WHERE g.server = '*' AND CASE g.tool_match \
+                             WHEN 'exact' THEN t.tool = g.tool_text \
+                             WHEN 'prefix' THEN starts_with(t.tool, g.tool_text) \
+                             ELSE t.tool LIKE g.tool_like ESCAPE '\\' END), \
+                 outside AS ( \
+                   SELECT e.agent_id, e.team, e.server, e.tool, e.action_id, e.time_dt FROM events e \
+                   WHERE e.class_uid = 6003 AND e.tool IS NOT NULL AND e.agent_id IS NOT NULL \
+                     AND NOT EXISTS (SELECT 1 FROM covered c \
+                                     WHERE c.agent_id = e.agent_id AND c.server = e.server AND c.tool = e.tool)) \
+                 SELECT o.agent_id, min(o.team) AS team, o.server, o.tool, count(*) AS calls, \
+                        sum(CASE WHEN o.action_id = 2 THEN 1 ELSE 0 END) AS denied, \
+                        sum(CASE WHEN o.action_id = 1 THEN 1 ELSE 0 END) AS allowed, \
+                        max(o.time_dt) AS last_seen \
+                 FROM outside o \
+                 WHERE o.agent_id IN (SELECT agent_id FROM agents) \
+                 GROUP BY o.agent_id, o.server, o.tool \
+                 ORDER BY calls DESC, o.agent_id, o.server, o.tool"
             }
-            // Holders from the registry; use = allowed calls matching a pattern of that scope.
+            // Holders from the registry; use = allowed calls to a tool a pattern of that scope
+            // covers (matched against the tools seen, as for drift).
             Report::SensitiveScopeHolders => {
                 "WITH held AS ( \
                    SELECT DISTINCT agent_id, team, scope FROM grants WHERE sensitive), \
-                 used_tools AS ( \
-                   SELECT agent_id, server, tool, count(*) AS calls, max(time_dt) AS last_used \
-                   FROM events \
-                   WHERE class_uid = 6003 AND action_id = 1 AND tool IS NOT NULL \
-                   GROUP BY agent_id, server, tool), \
+                 tools AS ( \
+                   SELECT DISTINCT server, tool FROM events \
+                   WHERE class_uid = 6003 AND server IS NOT NULL AND tool IS NOT NULL), \
+                 covered AS ( \
+                   SELECT g.agent_id, g.scope, t.server, t.tool FROM grants g JOIN tools t ON t.server = g.server \
+                   WHERE g.sensitive AND CASE g.tool_match \
+                             WHEN 'exact' THEN t.tool = g.tool_text \
+                             WHEN 'prefix' THEN starts_with(t.tool, g.tool_text) \
+                             ELSE t.tool LIKE g.tool_like ESCAPE '\\' END \
+                   UNION \
+                   SELECT g.agent_id, g.scope, t.server, t.tool FROM grants g CROSS JOIN tools t \
+                   WHERE g.sensitive AND g.server = '*' AND CASE g.tool_match \
+                             WHEN 'exact' THEN t.tool = g.tool_text \
+                             WHEN 'prefix' THEN starts_with(t.tool, g.tool_text) \
+                             ELSE t.tool LIKE g.tool_like ESCAPE '\\' END), \
                  used AS ( \
-                   SELECT g.agent_id, g.scope, sum(u.calls) AS calls, max(u.last_used) AS last_used \
-                   FROM used_tools u JOIN grants g \
-                     ON g.agent_id = u.agent_id \
-                    AND (g.server = '*' OR g.server = u.server) \
-                    AND CASE g.tool_match \
-                          WHEN 'exact' THEN u.tool = g.tool_text \
-                          WHEN 'prefix' THEN starts_with(u.tool, g.tool_text) \
-                          ELSE u.tool LIKE g.tool_like ESCAPE '\\' END \
-                   WHERE g.sensitive \
-                   GROUP BY g.agent_id, g.scope) \
+                   SELECT c.agent_id, c.scope, count(*) AS calls, max(e.time_dt) AS last_used \
+                   FROM events e JOIN covered c \
+                     ON c.agent_id = e.agent_id AND c.server = e.server AND c.tool = e.tool \
+                   WHERE e.class_uid = 6003 AND e.action_id = 1 \
+                   GROUP BY c.agent_id, c.scope) \
                  SELECT h.team, h.agent_id, h.scope, coalesce(u.calls, 0) AS calls, u.last_used \
                  FROM held h LEFT JOIN used u ON u.agent_id = h.agent_id AND u.scope = h.scope \
                  ORDER BY h.team, h.agent_id, h.scope"
