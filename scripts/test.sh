@@ -6,8 +6,8 @@
 # tests) and `duckdb` (a second SQL engine that reads the audit lake's Parquet files, for
 # warden-query's cross-check and benchmark), and Node packages (the reference MCP server `server-everything`, an upstream for
 # warden-mcp's and warden-gateway's tests, and `inspector-cli`, a scriptable MCP client; Node 22 with
-# the MCP conformance suite, run against warden's gateway). They live beside cargo's target directory
-# so they are reused.
+# the MCP conformance suite, run against warden's gateway; the Claude Code CLI, run in a project made by
+# `warden init`). They live beside cargo's target directory so they are reused.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -26,28 +26,34 @@ if [ ! -x "$venv/bin/python" ] || ! cmp -s "$requirements" "$peers/requirements.
 fi
 export WARDEN_TEST_PYTHON="$venv/bin/python"
 
+# Installs npm packages ($2, space separated) into the folder $1 unless that exact set is there already.
+npm_peers() {
+  if [ "$(cat "$1/packages.installed" 2>/dev/null)" != "$2" ]; then
+    echo "test.sh: installing $2 into $1"
+    rm -rf "$1"
+    mkdir -p "$1"
+    npm install --no-audit --no-fund --silent --prefix "$1" $2
+    echo "$2" >"$1/packages.installed"
+  fi
+}
+
 node_peers="$peers/node"
 node_packages="@modelcontextprotocol/server-everything@2026.8.31 @modelcontextprotocol/inspector-cli@1.0.3"
-if [ "$(cat "$node_peers/packages.installed" 2>/dev/null)" != "$node_packages" ]; then
-  echo "test.sh: installing Node test peers into $node_peers"
-  rm -rf "$node_peers"
-  mkdir -p "$node_peers"
-  npm install --no-audit --no-fund --silent --prefix "$node_peers" $node_packages
-  echo "$node_packages" >"$node_peers/packages.installed"
-fi
+npm_peers "$node_peers" "$node_packages"
 export WARDEN_TEST_NODE_PEERS="$node_peers"
 
 # The MCP conformance suite needs Node 22, installed from npm beside its own copy of the suite.
 node22_peers="$peers/node22"
 node22_packages="node@22.23.3 @modelcontextprotocol/conformance@0.1.16"
-if [ "$(cat "$node22_peers/packages.installed" 2>/dev/null)" != "$node22_packages" ]; then
-  echo "test.sh: installing Node 22 and the MCP conformance suite into $node22_peers"
-  rm -rf "$node22_peers"
-  mkdir -p "$node22_peers"
-  npm install --no-audit --no-fund --silent --prefix "$node22_peers" $node22_packages
-  echo "$node22_packages" >"$node22_peers/packages.installed"
-fi
+npm_peers "$node22_peers" "$node22_packages"
 export WARDEN_TEST_NODE22_PEERS="$node22_peers"
+
+# The real Claude Code CLI (its native binary comes with the package), driven through a project made by
+# `warden init` against a scripted stand-in for the Messages API on loopback; no account or network.
+claude_peers="$peers/claude"
+claude_packages="@anthropic-ai/claude-code@2.1.332"
+npm_peers "$claude_peers" "$claude_packages"
+export WARDEN_TEST_CLAUDE_PEERS="$claude_peers"
 
 # With no arguments, every test of the workspace; with arguments (e.g. `-p warden-mcp`), just those.
 if [ "$#" -eq 0 ]; then

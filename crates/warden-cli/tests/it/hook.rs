@@ -10,6 +10,13 @@ use serde_json::{Value, json};
 
 use crate::support::{Server, WARDEN, free_port, stderr, stdout};
 
+/// A guardrail on Claude Code's `Bash`: no `rm -rf`.
+pub const NO_RM_RF: &str = r#"@id("no-rm-rf")
+@message("agents may not rm -rf")
+forbid (principal, action == Warden::Action::"call_tool", resource == Warden::Tool::"claude-code/Bash")
+  when { context.arguments.hasTag("command") && context.arguments.getTag("command") like "*rm -rf*" };
+"#;
+
 /// A server with team `payments`, and a project `proj` made by `warden init` for agent `coder`.
 pub struct Project {
     pub server: Server,
@@ -63,6 +70,14 @@ impl Project {
         let out = self.cli(&["scope", "define", name, "--tools", tools]);
         assert!(out.status.success(), "{}", stderr(&out));
         let out = self.cli(&["grant", name, "--agent", &self.agent]);
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+
+    /// Adds a guardrail.
+    pub fn guardrail(&self, text: &str) {
+        let file = self.dir.parent().unwrap().join("guardrail.cedar");
+        std::fs::write(&file, text).unwrap();
+        let out = self.cli(&["guardrail", "add", file.to_str().unwrap()]);
         assert!(out.status.success(), "{}", stderr(&out));
     }
 
@@ -202,18 +217,7 @@ fn a_real_session_is_decided_and_recorded_event_by_event() {
 fn builtin_tools_are_decided_by_scopes_and_guardrails() {
     let p = Project::new();
     p.grant("cc-shell", "claude-code/Bash,claude-code/Read");
-    let rule = p.dir.join("no-rm.cedar");
-    std::fs::write(
-        &rule,
-        r#"@id("no-rm-rf")
-@message("agents may not rm -rf")
-forbid (principal, action == Warden::Action::"call_tool", resource == Warden::Tool::"claude-code/Bash")
-  when { context.arguments.hasTag("command") && context.arguments.getTag("command") like "*rm -rf*" };
-"#,
-    )
-    .unwrap();
-    let out = p.cli(&["guardrail", "add", rule.to_str().unwrap()]);
-    assert!(out.status.success(), "{}", stderr(&out));
+    p.guardrail(NO_RM_RF);
     let call = |tool: &str, input: Value| {
         p.payload(
             json!({"session_id": "s1", "hook_event_name": "PreToolUse", "tool_name": tool,

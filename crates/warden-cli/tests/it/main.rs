@@ -13,6 +13,7 @@
 mod support;
 
 mod bad_input;
+mod claude;
 mod conformance;
 mod credentials;
 mod gateway;
