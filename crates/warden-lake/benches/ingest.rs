@@ -235,10 +235,18 @@ fn main() {
         ms(fsync_latency(tmp.path()))
     );
     let lake_dir = tmp.path().join("lake");
-    let config = LakeConfig {
+    let mut config = LakeConfig {
         wal_segment_bytes: cfg.segment_bytes,
         ..LakeConfig::default()
     };
+    // `WARDEN_BENCH_CANONICAL_ZSTD=N` tries another zstd level for the canonical column.
+    if let Some(level) = std::env::var("WARDEN_BENCH_CANONICAL_ZSTD")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        config.canonical_zstd_level = level;
+    }
+    println!("canonical column: zstd level {}", config.canonical_zstd_level);
     rt.block_on(async {
         let lake = Lake::open(&lake_dir, config.clone()).unwrap();
         // Warm up the writer and the first WAL segment.
@@ -269,6 +277,10 @@ fn main() {
                 n
             );
         }
+        let seals = std::fs::read_to_string(lake_dir.join("manifest.jsonl"))
+            .map(|m| m.lines().count())
+            .unwrap_or(0);
+        println!("seals completed during the runs: {seals}");
         let t = Instant::now();
         let pending = lake.tail_batches().unwrap().iter().map(|b| b.num_rows()).sum::<usize>();
         lake.seal().await.unwrap();

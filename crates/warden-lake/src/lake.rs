@@ -73,7 +73,7 @@ impl Default for LakeConfig {
             checkpoint_interval: Duration::from_secs(1),
             max_batch_events: 16_384,
             zstd_level: 3,
-            canonical_zstd_level: 12,
+            canonical_zstd_level: 8,
             row_group_rows: 131_072,
         }
     }
