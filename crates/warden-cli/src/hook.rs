@@ -59,8 +59,12 @@ impl Failure {
 /// Runs `warden hook claude-code` and returns its exit status.
 pub(crate) fn claude_code() -> ExitCode {
     let mut input = Vec::new();
-    if let Err(e) = std::io::stdin().take(MAX_INPUT).read_to_end(&mut input) {
-        return fail_closed(None, &format!("cannot read the hook input on stdin: {e}"));
+    match std::io::stdin().take(MAX_INPUT + 1).read_to_end(&mut input) {
+        Err(e) => return fail_closed(None, &format!("cannot read the hook input on stdin: {e}")),
+        Ok(n) if n as u64 > MAX_INPUT => {
+            return fail_closed(None, &format!("the hook input is larger than {} MiB", MAX_INPUT >> 20));
+        }
+        Ok(_) => {}
     }
     let payload: Value = match serde_json::from_slice(&input) {
         Ok(value @ Value::Object(_)) => value,
