@@ -503,3 +503,14 @@ fn token_header_prints_the_agents_authorization() {
     let cached = p.dir.join(".warden/token.json");
     assert_eq!(std::fs::metadata(&cached).unwrap().permissions().mode() & 0o777, 0o600);
 }
+
+#[test]
+fn prompt_text_is_kept_only_when_the_platform_opts_in() {
+    let p = Project::with_server(|dir| Server::start_with(dir, &["--keep-prompts"]));
+    let prompt =
+        p.payload(json!({"session_id":"s5","hook_event_name":"UserPromptSubmit","prompt":"use the echo tool"}));
+    assert_eq!(p.hook(&prompt).status.code(), Some(0));
+    let events = p.hook_events();
+    assert_eq!(events[0]["after"]["prompt"], "use the echo tool");
+    assert_eq!(events[0]["after"]["prompt_chars"], 17);
+}
