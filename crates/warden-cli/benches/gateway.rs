@@ -3,8 +3,9 @@
 //! a minimal Rust MCP server (this binary, run as a child; it costs microseconds, so the gateway's
 //! added latency is read without an upstream's jitter on top) and `server-everything` (Node). Through
 //! the gateway every call is authenticated (the agent's bearer token), decided (Cedar: the agent's
-//! grant plus a guardrail that reads the arguments) and its decision event is committed to SQLite
-//! (`synchronous=FULL`) before the call is forwarded; its outcome event is committed after the answer.
+//! grant plus a guardrail that reads the arguments) and its decision event is durable in the audit
+//! lake's write-ahead log (group commit, `fdatasync`) before the call is forwarded; its outcome event
+//! is made durable after the answer.
 //! Nothing is turned off.
 //!
 //! Clients make raw Streamable HTTP JSON-RPC calls, one connection and one MCP session each. Reported:
@@ -99,7 +100,11 @@ const SMOKE: Config = Config {
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    if let Some(port) = args.iter().position(|a| a == ECHO_UPSTREAM).and_then(|i| args.get(i + 1)) {
+    if let Some(port) = args
+        .iter()
+        .position(|a| a == ECHO_UPSTREAM)
+        .and_then(|i| args.get(i + 1))
+    {
         echo_upstream::serve(port.parse().expect("a port"));
         return;
     }
@@ -133,7 +138,7 @@ fn main() {
     );
     println!(
         "through the gateway: bearer token verified, Cedar decision (grant + argument guardrail), decision event \
-         committed to SQLite (synchronous=FULL) before the call is forwarded, outcome event committed after the \
+         durable in the audit lake's write-ahead log (fdatasync) before the call is forwarded, outcome event after the \
          answer; nothing is turned off"
     );
     let dir = tempfile::tempdir().unwrap();
@@ -152,11 +157,17 @@ fn main() {
             "a minimal Rust MCP server (Streamable HTTP, JSON answers; this bench binary run as a child)",
             Upstream::rust_echo(),
         ),
-        ("server-everything (Node, Streamable HTTP)", Upstream::everything(&everything_js)),
+        (
+            "server-everything (Node, Streamable HTTP)",
+            Upstream::everything(&everything_js),
+        ),
     ];
     let mut last = None;
     for (i, (what, upstream)) in upstreams.into_iter().enumerate() {
-        let warden = Warden::start(&dir.path().join(format!("data-{i}")), &dir.path().join(format!("warden-{i}.log")));
+        let warden = Warden::start(
+            &dir.path().join(format!("data-{i}")),
+            &dir.path().join(format!("warden-{i}.log")),
+        );
         let tokens = warden.setup(&upstream.url, config.agents);
         println!();
         println!("== upstream: {what}; {} agents", tokens.len());

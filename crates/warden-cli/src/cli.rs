@@ -69,6 +69,88 @@ pub(crate) enum Command {
     /// Golden-path templates: the files `warden init` writes (the platform team's, versioned).
     #[command(subcommand)]
     Template(TemplateCommand),
+    /// The audit lake: SQL over every event of every team.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+    /// Governance reports over the audit lake and the registry.
+    Govern(GovernArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum AuditCommand {
+    /// Run one read-only SQL statement over the table `events` (every event, sealed or not).
+    /// Platform-admins and auditors see every team's events, a team-admin only its own team's.
+    Query(AuditQueryArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct AuditQueryArgs {
+    /// The SQL, e.g. "SELECT class_uid, count(*) FROM events GROUP BY class_uid".
+    pub(crate) sql: String,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
+    pub(crate) format: OutputFormat,
+}
+
+/// How `warden audit query` and `warden govern` print rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum OutputFormat {
+    /// An aligned text table.
+    Table,
+    /// A JSON array of objects.
+    Json,
+    /// RFC 4180 CSV with a header line.
+    Csv,
+}
+
+impl OutputFormat {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            OutputFormat::Table => "table",
+            OutputFormat::Json => "json",
+            OutputFormat::Csv => "csv",
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct GovernArgs {
+    /// The report.
+    #[arg(value_enum)]
+    pub(crate) report: GovernReport,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
+    pub(crate) format: OutputFormat,
+}
+
+/// The governance reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum GovernReport {
+    /// Who holds a sensitive scope, and how much they used it.
+    Sensitive,
+    /// Calls by registered agents that none of their grants covers.
+    Drift,
+    /// Agents seen in the lake that the registry does not know.
+    Shadow,
+    /// Tokens and cost per team, and the ten agents that spent the most.
+    Spend,
+    /// Share of agents (and their calls) made through the golden path, per team.
+    GoldenPath,
+    /// Denied calls per team per day.
+    Denials,
+}
+
+impl GovernReport {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            GovernReport::Sensitive => "sensitive",
+            GovernReport::Drift => "drift",
+            GovernReport::Shadow => "shadow",
+            GovernReport::Spend => "spend",
+            GovernReport::GoldenPath => "golden-path",
+            GovernReport::Denials => "denials",
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -250,6 +332,9 @@ pub(crate) struct ServeArgs {
     /// Keep the text of prompts in Claude Code hook events (by default only their length is kept).
     #[arg(long)]
     pub(crate) keep_prompts: bool,
+    /// The audit lake's directory (default: DATA_DIR/lake): write-ahead log, Parquet segments, checkpoints.
+    #[arg(long, value_name = "DIR")]
+    pub(crate) lake: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Args)]

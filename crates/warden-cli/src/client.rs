@@ -172,11 +172,34 @@ impl Client {
         self.finish(&url, res)
     }
 
-    fn finish(
+    /// Posts JSON and returns the answer's body as it is (a rendered query result); an error answer
+    /// becomes a [`ClientError`] as with [`Client::post`].
+    pub(crate) fn post_for_text(&self, path: &str, body: &impl Serialize) -> Result<String, ClientError> {
+        let url = format!("{}{path}", self.base);
+        let res = self
+            .agent
+            .post(&url)
+            .header("Authorization", &format!("Bearer {}", self.token()?))
+            .send_json(body);
+        self.finish_text(&url, res)
+    }
+
+    /// Gets the answer's body as it is, with the token; an error answer becomes a [`ClientError`].
+    pub(crate) fn get_for_text(&self, path: &str) -> Result<String, ClientError> {
+        let url = format!("{}{path}", self.base);
+        let res = self
+            .agent
+            .get(&url)
+            .header("Authorization", &format!("Bearer {}", self.token()?))
+            .call();
+        self.finish_text(&url, res)
+    }
+
+    fn read(
         &self,
         url: &str,
         res: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
-    ) -> Result<Value, ClientError> {
+    ) -> Result<(u16, String), ClientError> {
         let mut res = res.map_err(|e| {
             ClientError::Transport(format!(
                 "cannot reach warden at {}: {e}; is `warden serve` running?",
@@ -188,32 +211,60 @@ impl Client {
             .body_mut()
             .read_to_string()
             .map_err(|e| ClientError::Transport(format!("cannot read the answer from {url}: {e}")))?;
-        let value: Value = serde_json::from_str(&text).map_err(|_| {
-            ClientError::Transport(format!("{url} answered HTTP {status} with a body that is not JSON"))
-        })?;
+        Ok((status, text))
+    }
+
+    fn finish_text(
+        &self,
+        url: &str,
+        res: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+    ) -> Result<String, ClientError> {
+        let (status, text) = self.read(url, res)?;
         if (200..300).contains(&status) {
-            return Ok(value);
+            return Ok(text);
         }
-        // OAuth endpoints answer RFC 6749 errors: {"error": "invalid_scope", "error_description": …}.
-        if let Some(code) = value["error"].as_str() {
-            let denied = matches!(code, "invalid_scope" | "invalid_grant" | "access_denied");
-            return Err(ClientError::Api {
-                status: if denied { 403 } else { status },
-                code: code.to_owned(),
-                message: value["error_description"]
-                    .as_str()
-                    .unwrap_or("the server gave no description")
-                    .to_owned(),
+        Err(error_of(url, status, &text))
+    }
+
+    fn finish(
+        &self,
+        url: &str,
+        res: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+    ) -> Result<Value, ClientError> {
+        let (status, text) = self.read(url, res)?;
+        if (200..300).contains(&status) {
+            return serde_json::from_str(&text).map_err(|_| {
+                ClientError::Transport(format!("{url} answered HTTP {status} with a body that is not JSON"))
             });
         }
-        let error = &value["error"];
-        Err(ClientError::Api {
-            status,
-            code: error["code"].as_str().unwrap_or("unknown").to_owned(),
-            message: error["message"]
+        Err(error_of(url, status, &text))
+    }
+}
+
+/// The error an answer with a non-2xx `status` reports.
+fn error_of(url: &str, status: u16, text: &str) -> ClientError {
+    let Ok(value) = serde_json::from_str::<Value>(text) else {
+        return ClientError::Transport(format!("{url} answered HTTP {status} with a body that is not JSON"));
+    };
+    // OAuth endpoints answer RFC 6749 errors: {"error": "invalid_scope", "error_description": …}.
+    if let Some(code) = value["error"].as_str() {
+        let denied = matches!(code, "invalid_scope" | "invalid_grant" | "access_denied");
+        return ClientError::Api {
+            status: if denied { 403 } else { status },
+            code: code.to_owned(),
+            message: value["error_description"]
                 .as_str()
-                .unwrap_or("the server gave no message")
+                .unwrap_or("the server gave no description")
                 .to_owned(),
-        })
+        };
+    }
+    let error = &value["error"];
+    ClientError::Api {
+        status,
+        code: error["code"].as_str().unwrap_or("unknown").to_owned(),
+        message: error["message"]
+            .as_str()
+            .unwrap_or("the server gave no message")
+            .to_owned(),
     }
 }

@@ -10,8 +10,8 @@ use warden_gateway::remote::{RemoteConfig, RemoteControlPlane};
 use warden_gateway::{Gateway, GatewayConfig};
 
 use crate::cli::{
-    AccessTokenCommand, AgentCommand, Cli, Command, GatewayArgs, GuardrailCommand, HookCommand, KeysCommand,
-    McpServerCommand, PolicyCommand, ScopeCommand, TeamCommand, TokenCommand,
+    AccessTokenCommand, AgentCommand, AuditCommand, Cli, Command, GatewayArgs, GuardrailCommand, HookCommand,
+    KeysCommand, McpServerCommand, OutputFormat, PolicyCommand, ScopeCommand, TeamCommand, TokenCommand,
 };
 use crate::client::{Client, encode_segment};
 use crate::output;
@@ -98,11 +98,32 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Hook(HookCommand::ClaudeCode) => bail!("`warden hook claude-code` is run by `main`"),
         Command::Init(args) => crate::init::run(&client, &cli.server, json, args),
         Command::Template(cmd) => crate::init::template(&client, json, cmd),
+        Command::Audit(AuditCommand::Query(args)) => {
+            let format = if json { OutputFormat::Json } else { args.format };
+            let body = serde_json::json!({"sql": args.sql, "format": format.as_str()});
+            print_text(&client.post_for_text("/v1/audit/query", &body)?);
+            Ok(())
+        }
+        Command::Govern(args) => {
+            let format = if json { OutputFormat::Json } else { args.format };
+            let path = format!("/v1/govern/{}?format={}", args.report.as_str(), format.as_str());
+            print_text(&client.get_for_text(&path)?);
+            Ok(())
+        }
         Command::Whoami => {
             let res = client.get("/v1/whoami")?;
             show(json, &res, |v| output::record(v, &["name", "role", "team"]));
             Ok(())
         }
+    }
+}
+
+/// Prints a rendered result, ending it with one newline.
+fn print_text(text: &str) {
+    if text.ends_with('\n') {
+        print!("{text}");
+    } else {
+        println!("{text}");
     }
 }
 
@@ -124,6 +145,7 @@ fn serve(args: crate::cli::ServeArgs) -> anyhow::Result<()> {
         max_delegation_depth: args.max_delegation_depth,
         time_zone: args.time_zone,
         keep_prompts: args.keep_prompts,
+        lake_dir: args.lake,
     };
     runtime.block_on(warden_server::serve(config))?;
     Ok(())

@@ -77,6 +77,13 @@ impl ApiError {
         }
     }
 
+    /// 403 naming the role that would have been allowed.
+    pub fn forbidden(message: impl Into<String>, required_role: &str) -> ApiError {
+        let mut err = ApiError::new(StatusCode::FORBIDDEN, "forbidden", message);
+        err.required_role = Some(required_role.to_owned());
+        err
+    }
+
     /// 404.
     pub fn not_found(message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::NOT_FOUND, "not_found", message)

@@ -7,10 +7,9 @@
 use std::sync::{Arc, RwLock};
 
 use time::UtcOffset;
-use warden_core::AgentId;
-use warden_gateway::{AgentIdentity, AuditSink, ControlPlane, GatewayEvent, RecordFuture, UpstreamSpec};
+use warden_gateway::{AgentIdentity, ControlPlane, UpstreamSpec};
 use warden_policy::{Decision, ToolCall, Weekday};
-use warden_store::{Actor, Store, StoreError};
+use warden_store::{Store, StoreError};
 
 use crate::credentials::Credentials;
 use crate::policy::{PolicyState, narrow_to_token};
@@ -92,28 +91,5 @@ impl ControlPlane for ServerControlPlane {
 
     fn now(&self) -> (u8, Weekday) {
         crate::clock::now_in(self.time_offset)
-    }
-}
-
-/// Gateway events go to the store's change log; SQLite commits with `synchronous=FULL`, so an event is
-/// durable when `record` returns.
-pub(crate) struct StoreAudit {
-    pub(crate) store: Store,
-}
-
-impl AuditSink for StoreAudit {
-    fn record(&self, event: GatewayEvent) -> RecordFuture<'_> {
-        Box::pin(async move {
-            let details = serde_json::to_value(&event).map_err(|e| e.to_string())?;
-            let kind = details["kind"].as_str().unwrap_or("event").to_owned();
-            let agent = details["agent"].as_str().unwrap_or_default().to_owned();
-            let actor = AgentId::parse(&agent)
-                .map(|id| Actor::agent(&id))
-                .unwrap_or_else(|_| Actor::system());
-            self.store
-                .record_event(&actor, &format!("gateway.{kind}"), "agent", &agent, details)
-                .await
-                .map_err(|e| e.to_string())
-        })
     }
 }

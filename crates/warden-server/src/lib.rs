@@ -6,6 +6,7 @@
 //! validate input and call the store or a library crate; domain rules live in `warden-core`, storage
 //! in `warden-store`, credentials in `warden-identity`, so the gateway and the CLI can share them.
 
+mod audit;
 mod clock;
 mod credentials;
 mod error;

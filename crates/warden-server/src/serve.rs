@@ -11,6 +11,7 @@ use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use warden_core::{Name, Role};
 use warden_identity::keys::KeyRing;
@@ -18,9 +19,12 @@ use warden_identity::secret::{self, SecretKind};
 use warden_store::{Actor, Store};
 
 use warden_gateway::{Gateway, GatewayConfig};
+use warden_lake::{Lake, LakeConfig};
+use warden_query::{LakeSnapshot, Limits, QueryEngine, SnapshotSource};
 
+use crate::audit::{Forwarder, LakeAudit};
 use crate::credentials::{Credentials, TokenPolicy};
-use crate::gateway::{ServerControlPlane, StoreAudit};
+use crate::gateway::ServerControlPlane;
 use crate::policy::PolicyState;
 use crate::state::AppState;
 
@@ -44,6 +48,8 @@ pub struct ServeConfig {
     pub time_zone: String,
     /// Keep the text of prompts in Claude Code hook events (by default only their length is kept).
     pub keep_prompts: bool,
+    /// The audit lake's directory; `None` is `<data dir>/lake`.
+    pub lake_dir: Option<PathBuf>,
 }
 
 /// Why the server could not start or stopped with an error.
@@ -146,7 +152,13 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
     let policy = Arc::new(policy);
     let control =
         Arc::new(ServerControlPlane::new(Arc::clone(&credentials), Arc::clone(&policy), time_offset, &store).await?);
-    let audit = Arc::new(StoreAudit { store: store.clone() });
+    let lake_dir = config.lake_dir.clone().unwrap_or_else(|| dir.join("lake"));
+    let lake = open_lake(&lake_dir, &trust_domain)?;
+    let forwarder = Forwarder::new(store.clone(), lake.clone(), dir.join("lake-forwarded.seq"));
+    forwarder.catch_up().await.map_err(ServeError::Other)?;
+    forwarder.spawn(FORWARD_EVERY);
+    let query = query_engine(&lake)?;
+    let audit = Arc::new(LakeAudit { lake: lake.clone() });
     let gateway = Gateway::new(control.clone(), audit, GatewayConfig::new(format!("http://{addr}")));
     let state = AppState {
         store,
@@ -157,6 +169,9 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
         keep_prompts: config.keep_prompts,
         gateway: gateway.clone(),
         control,
+        lake: lake.clone(),
+        forwarder: forwarder.clone(),
+        query,
     };
     let app = crate::router(state);
     say(format_args!("warden: listening on http://{addr}"));
@@ -165,8 +180,46 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
         .await
         .map_err(|e| ServeError::Other(format!("server failed: {e}")))?;
     gateway.shutdown().await;
+    if let Err(err) = forwarder.catch_up().await {
+        tracing::error!(error = %err, "the last registry changes could not be carried into the audit lake; the next start carries them");
+    }
+    // Seals what is pending, so after a stop the Parquet files hold every event.
+    lake.close()
+        .await
+        .map_err(|e| ServeError::Other(format!("closing the audit lake: {e}")))?;
     say(format_args!("warden: stopped"));
     Ok(())
+}
+
+/// How often the change log is carried into the lake.
+const FORWARD_EVERY: Duration = Duration::from_millis(200);
+
+/// Opens (or creates) the audit lake, its log named after the trust domain.
+fn open_lake(dir: &Path, trust_domain: &str) -> Result<Lake, ServeError> {
+    fs::create_dir_all(dir).map_err(io_err("cannot create the audit lake directory", dir))?;
+    fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
+        .map_err(io_err("cannot restrict permissions of the audit lake directory", dir))?;
+    let config = LakeConfig {
+        origin: format!("{trust_domain}/audit"),
+        ..LakeConfig::default()
+    };
+    Lake::open(dir, config).map_err(|e| ServeError::Other(e.to_string()))
+}
+
+/// SQL over the lake's own snapshots (its manifest's sealed files and its tail).
+fn query_engine(lake: &Lake) -> Result<QueryEngine, ServeError> {
+    let source = lake.clone();
+    let snapshot: SnapshotSource = Arc::new(move || {
+        source
+            .snapshot()
+            .map(|s| LakeSnapshot {
+                files: s.files,
+                tail: s.tail,
+            })
+            .map_err(|e| e.to_string())
+    });
+    QueryEngine::from_snapshots(warden_lake::arrow_schema(), snapshot, Limits::default())
+        .map_err(|e| ServeError::Other(format!("audit query engine: {e}")))
 }
 
 /// Takes the data directory's single-writer lock, held for the life of the returned file.

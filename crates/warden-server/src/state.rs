@@ -27,4 +27,10 @@ pub struct AppState {
     pub gateway: warden_gateway::Gateway,
     /// The gateway's view of the control plane (its upstream list is refreshed when servers change).
     pub(crate) control: Arc<ServerControlPlane>,
+    /// The audit lake every event ends up in.
+    pub(crate) lake: warden_lake::Lake,
+    /// Carries the store's change log into the lake.
+    pub(crate) forwarder: crate::audit::Forwarder,
+    /// SQL over the lake.
+    pub(crate) query: warden_query::QueryEngine,
 }

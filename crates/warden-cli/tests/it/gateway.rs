@@ -58,15 +58,20 @@ impl World {
         (id, token.body["access_token"].as_str().unwrap().to_owned())
     }
 
-    fn gateway_events(&self) -> Vec<Value> {
-        let events = self.admin.get("/v1/events?limit=10000").body;
-        events
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|e| e["action"].as_str().unwrap().starts_with("gateway."))
-            .cloned()
-            .collect()
+    /// The lake's tool-call events through the gateway (decisions and outcomes), in log order, once
+    /// every decision has its outcome (outcomes are written after the answer).
+    fn call_events(&self) -> Vec<Value> {
+        let sql = "SELECT activity_name, tool, agent_id, decision, policy_ids, status_id, status_detail, seq \
+                   FROM events WHERE class_uid = 6003 AND server = 'everything' ORDER BY seq";
+        for _ in 0..100 {
+            let rows = self.admin.audit(sql);
+            let count = |name: &str| rows.iter().filter(|r| r["activity_name"] == name).count();
+            if count("decide_tool_call") == count("call_tool") {
+                return rows;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        panic!("some calls never got their outcome event: {:?}", self.admin.audit(sql));
     }
 }
 
@@ -93,29 +98,34 @@ fn python_sdk_sees_only_granted_tools_and_policy_decides_each_call() {
     );
     assert_eq!(out[3]["is_error"], true, "{out:?}");
 
-    // Every call has a decision event before its outcome, as the acting agent.
-    let events = w.gateway_events();
+    // Every call has a decision event before its outcome, as the acting agent, in the audit lake.
+    let events = w.call_events();
     let kinds: Vec<(&str, &str)> = events
         .iter()
-        .filter(|e| e["after"]["kind"] == "decision" || e["after"]["kind"] == "outcome")
-        .map(|e| {
-            (
-                e["after"]["kind"].as_str().unwrap(),
-                e["after"]["tool"].as_str().unwrap(),
-            )
-        })
+        .map(|e| (e["activity_name"].as_str().unwrap(), e["tool"].as_str().unwrap()))
         .collect();
-    let first_outcome = kinds.iter().position(|(k, _)| *k == "outcome").unwrap();
-    assert_eq!(kinds[first_outcome - 1], ("decision", "echo"), "{kinds:?}");
-    let decisions: Vec<&Value> = events.iter().filter(|e| e["after"]["kind"] == "decision").collect();
-    assert!(decisions.iter().all(|e| e["after"]["agent"] == agent), "{decisions:?}");
+    assert_eq!(kinds.len(), 6, "three calls, each decided and ended: {kinds:?}");
+    let first_outcome = kinds.iter().position(|(k, _)| *k == "call_tool").unwrap();
+    assert_eq!(kinds[first_outcome - 1], ("decide_tool_call", "echo"), "{kinds:?}");
+    assert!(events.iter().all(|e| e["agent_id"] == agent), "{events:?}");
+    let decisions: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["activity_name"] == "decide_tool_call")
+        .collect();
     assert!(
         decisions
             .iter()
-            .any(|e| e["after"]["decision"] == "deny" && e["after"]["policy_ids"] == json!(["no-secret-echo"]))
+            .any(|e| e["decision"] == "deny" && e["policy_ids"] == json!(["no-secret-echo"])),
+        "{decisions:?}"
     );
+    let everything = w.admin.post(
+        "/v1/audit/query",
+        &json!({"sql": "SELECT * FROM events", "format": "csv"}),
+    );
+    assert_eq!(everything.status, 200, "{everything:?}");
     assert!(
-        !w.admin.get("/v1/events?limit=10000").body.to_string().contains(&token),
+        !everything.body.to_string().contains(&token)
+            && !w.admin.get("/v1/events?limit=10000").body.to_string().contains(&token),
         "the token is never recorded"
     );
 }

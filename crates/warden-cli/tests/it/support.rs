@@ -204,6 +204,17 @@ impl Api {
         self.request("DELETE", path, None)
     }
 
+    /// The rows of one SQL query over the audit lake, as JSON objects.
+    pub fn audit(&self, sql: &str) -> Vec<Value> {
+        let reply = self.post("/v1/audit/query", &serde_json::json!({"sql": sql, "format": "json"}));
+        assert_eq!(reply.status, 200, "{sql}: {reply:?}");
+        reply
+            .body
+            .as_array()
+            .unwrap_or_else(|| panic!("{sql}: {reply:?}"))
+            .clone()
+    }
+
     /// How many change events the registry holds (needs an admin or auditor token).
     pub fn event_count(&self) -> usize {
         let reply = self.get("/v1/events?limit=10000");

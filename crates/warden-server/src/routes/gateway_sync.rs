@@ -8,8 +8,9 @@
 use axum::Json;
 use axum::extract::State;
 use serde::{Deserialize, Serialize};
-use warden_core::{Agent, AgentId, McpServer, Operation, Scope};
-use warden_store::{Actor, AgentFilter};
+use warden_core::{Agent, McpServer, Operation, Scope};
+use warden_gateway::GatewayEvent;
+use warden_store::AgentFilter;
 
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{ApiJson, Caller};
@@ -138,31 +139,21 @@ pub(crate) async fn ingest(
     if batch.events.len() > 10_000 {
         return Err(ApiError::bad_request("a batch may hold at most 10000 events"));
     }
-    for (idx, shipped) in batch.events.iter().enumerate() {
+    let mut events = Vec::with_capacity(batch.events.len());
+    for (idx, shipped) in batch.events.into_iter().enumerate() {
         if shipped.id.is_empty() || shipped.id.len() > 128 {
             return Err(ApiError::bad_request(format!(
                 "event {idx}: `id` must have 1 to 128 characters"
             )));
         }
-        if !shipped.event.get("kind").is_some_and(serde_json::Value::is_string) {
-            return Err(ApiError::bad_request(format!(
-                "event {idx}: `event.kind` must be a string"
-            )));
-        }
+        let event: GatewayEvent = serde_json::from_value(shipped.event)
+            .map_err(|e| ApiError::bad_request(format!("event {idx}: not a gateway event: {e}")))?;
+        // Namespaced, so a gateway's ids can never collide with the lake's other events.
+        let id = format!("gateway-{}", shipped.id);
+        events.push(crate::audit::gateway_event(id, &event, Some(person.name.as_str())));
     }
-    let (mut accepted, mut duplicates) = (0, 0);
-    for shipped in batch.events {
-        let kind = shipped.event["kind"].as_str().unwrap_or("event").to_owned();
-        let agent = shipped.event["agent"].as_str().unwrap_or_default().to_owned();
-        let actor = AgentId::parse(&agent)
-            .map(|id| Actor::agent(&id))
-            .unwrap_or_else(|_| Actor::person(&person.name));
-        let details = serde_json::json!({"gateway": person.name, "event": shipped.event});
-        let new = state
-            .store
-            .record_event_once(&actor, &shipped.id, &format!("gateway.{kind}"), &agent, details)
-            .await?;
-        if new { accepted += 1 } else { duplicates += 1 }
-    }
+    let receipts = state.lake.append(events).await.map_err(ApiError::internal)?;
+    let accepted = receipts.iter().filter(|r| r.new).count();
+    let duplicates = receipts.len() - accepted;
     Ok(Json(Ingested { accepted, duplicates }))
 }

@@ -4,6 +4,7 @@
 
 mod access_tokens;
 mod agents;
+mod audit;
 mod events;
 mod gateway_sync;
 mod hooks;
@@ -75,6 +76,9 @@ pub(crate) fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(mcp_servers::add_mcp_server, mcp_servers::list_mcp_servers))
         .routes(routes!(scopes::define_scope, scopes::list_scopes))
         .routes(routes!(events::list_events))
+        .routes(routes!(audit::query))
+        .routes(routes!(audit::append))
+        .routes(routes!(audit::govern))
         .routes(routes!(revocations::feed))
         .routes(routes!(revocations::rotate_keys))
         .routes(routes!(agents::tag_agent))
