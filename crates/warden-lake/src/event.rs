@@ -56,6 +56,9 @@ pub struct AuditEvent {
     /// Security-control profile: 1 Allowed, 2 Blocked, 24 Access Revoked, 26 Unauthorized, …
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub disposition_id: Option<i32>,
+    /// How long the activity took, in milliseconds (OCSF base `duration`); set on tool-call outcomes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub entity: Option<Entity>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -233,6 +236,9 @@ pub struct Session {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Warden {
+    /// Ties a tool call's decision to its outcome: both carry the same id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub call_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cost_micro_usd: Option<i64>,
     /// `allow`, `deny`, … (`gen_ai.agent.tool.disposition` in the OTel proposals).
@@ -488,6 +494,7 @@ impl AuditEvent {
             category_uid: class_uid / 1000,
             class_uid,
             disposition_id: None,
+            duration: None,
             entity: None,
             finding_info: None,
             is_alert: None,
@@ -611,6 +618,22 @@ impl AuditEvent {
             if ok { "succeeded" } else { "failed" }
         );
         e
+    }
+
+    /// The same event tied to its tool call: a decision and its outcome carry the same
+    /// `warden.call_id`.
+    #[must_use]
+    pub fn with_call_id(mut self, call_id: impl Into<String>) -> Self {
+        self.warden.call_id = Some(call_id.into());
+        self
+    }
+
+    /// The same event with OCSF `duration` (milliseconds the activity took, e.g. a tool call's
+    /// upstream round trip).
+    #[must_use]
+    pub fn with_duration_ms(mut self, duration_ms: i64) -> Self {
+        self.duration = Some(duration_ms);
+        self
     }
 
     /// Tokens spent on one model call (API Activity 6003 with the `ai_operation` profile, activity 99
@@ -900,7 +923,7 @@ pub(crate) mod tests {
         };
         let t = 1_764_000_000_000;
         vec![
-            AuditEvent::tool_decision("e1", t, &s, &call(Decision::Allow)),
+            AuditEvent::tool_decision("e1", t, &s, &call(Decision::Allow)).with_call_id("call-1"),
             AuditEvent::tool_decision("e2", t, &s, &call(Decision::Deny)),
             AuditEvent::tool_outcome(
                 "e3",
@@ -909,7 +932,9 @@ pub(crate) mod tests {
                 &call(Decision::Allow),
                 false,
                 Some("upstream timeout".to_owned()),
-            ),
+            )
+            .with_call_id("call-1")
+            .with_duration_ms(30_000),
             AuditEvent::model_usage("e4", t, &s, &usage),
             AuditEvent::credential_issued("e5", t, &s, &cred),
             AuditEvent::credential_change(

@@ -138,6 +138,8 @@ pub(crate) static COLUMNS: &[Column] = &[
     col!("action_id", I32, true, |r| i32c(r.event.action_id)),
     col!("disposition_id", I32, true, |r| i32c(r.event.disposition_id)),
     col!("message", Str, false, |r| Val::Str(&r.event.message)),
+    col!("duration", I64, true, |r| i(r.event.duration)),
+    col!("call_id", Str, true, |r| s(&r.event.warden.call_id)),
     col!("agent_id", Str, true, |r| s(&r.event.warden.agent_id)),
     col!("team", Str, true, |r| s(&r.event.warden.team)),
     col!("purpose", Str, true, |r| s(&r.event.warden.purpose)),

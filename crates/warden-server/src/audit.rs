@@ -66,6 +66,7 @@ pub(crate) fn gateway_event(id: String, event: &GatewayEvent, gateway: Option<&s
             decision,
             policy_ids,
             reason,
+            call_id,
             ..
         } => {
             let call = ToolCall {
@@ -79,7 +80,7 @@ pub(crate) fn gateway_event(id: String, event: &GatewayEvent, gateway: Option<&s
                 reason: Some(reason.clone()),
             };
             let subject = subject_of(agent.as_str(), chain, session.as_deref());
-            AuditEvent::tool_decision(id, millis(*at_ms), &subject, &call)
+            AuditEvent::tool_decision(id, millis(*at_ms), &subject, &call).with_call_id(call_id.clone())
         }
         GatewayEvent::Outcome {
             at_ms,
@@ -90,7 +91,8 @@ pub(crate) fn gateway_event(id: String, event: &GatewayEvent, gateway: Option<&s
             tool,
             status,
             error,
-            ..
+            call_id,
+            duration_ms,
         } => {
             let call = ToolCall {
                 server: server.clone(),
@@ -111,6 +113,8 @@ pub(crate) fn gateway_event(id: String, event: &GatewayEvent, gateway: Option<&s
                 (status, None) => Some(status_name(*status).to_owned()),
             };
             AuditEvent::tool_outcome(id, millis(*at_ms), &subject, &call, ok, detail)
+                .with_call_id(call_id.clone())
+                .with_duration_ms(millis(*duration_ms))
         }
         GatewayEvent::SessionOpened {
             at_ms,
@@ -480,6 +484,26 @@ mod tests {
         assert_eq!(event.warden.session_id.as_deref(), Some("s1"));
         assert_eq!(event.action_id, Some(2));
         assert!(event.message.contains("edge-1"));
+        assert_eq!(event.warden.call_id.as_deref(), Some("c1"));
+        assert_eq!(event.duration, None);
+        event.validate().unwrap();
+
+        let outcome = GatewayEvent::Outcome {
+            at_ms: 1_250,
+            agent: AgentId::parse(AGENT).unwrap(),
+            chain: vec![AGENT.to_owned()],
+            session: None,
+            server: "github".to_owned(),
+            tool: "get_issue".to_owned(),
+            call_id: "c1".to_owned(),
+            status: CallStatus::Ok,
+            error: None,
+            duration_ms: 250,
+        };
+        let event = gateway_event("e2".to_owned(), &outcome, None);
+        assert_eq!(event.warden.call_id.as_deref(), Some("c1"));
+        assert_eq!(event.duration, Some(250));
+        assert!(String::from_utf8(event.canonical_bytes()).unwrap().contains("\"duration\":250"));
         event.validate().unwrap();
     }
 }
