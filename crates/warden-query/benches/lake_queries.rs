@@ -20,7 +20,8 @@
 //! `duckdb`, as `scripts/test.sh` installs; without it only Warden's column is printed). Without
 //! `--bench` (as `cargo test --all-targets` runs it, in debug) it runs a 20,000-event smoke
 //! configuration in a few seconds. `WARDEN_BENCH_EVENTS=N` overrides the event count;
-//! `WARDEN_BENCH_EXPLAIN=1` prints DataFusion's `EXPLAIN ANALYZE` of each query first.
+//! `WARDEN_BENCH_EXPLAIN=1` prints DataFusion's `EXPLAIN ANALYZE` of each query first;
+//! `WARDEN_BENCH_ONLY=name` runs one query.
 
 #![allow(
     clippy::unwrap_used,
@@ -84,6 +85,14 @@ struct Query {
 
 /// `count(*)` first (a floor: planning, listing and footers), then the five queries.
 fn queries() -> Vec<Query> {
+    let only = std::env::var("WARDEN_BENCH_ONLY").ok();
+    all_queries()
+        .into_iter()
+        .filter(|q| only.as_deref().is_none_or(|o| o == q.name))
+        .collect()
+}
+
+fn all_queries() -> Vec<Query> {
     let report = |r: Report, budget: f64| Query {
         name: r.name(),
         sql: r.sql(),

@@ -142,29 +142,36 @@ impl Report {
             }
             // The tools seen (a cheap, low-cardinality aggregate), the (agent, server, tool) triples
             // each agent's grants cover (patterns matched against those tools only), then the tool
-            // calls with no covering triple (a hash anti-join), aggregated; registered agents only
-            // (an unregistered one is a shadow agent, reported there).
+            // calls with no covering triple, aggregated; registered agents only (an unregistered one
+            // is a shadow agent, reported there). Written as `covered RIGHT JOIN calls … IS NULL`
+            // rather than NOT EXISTS so the hash table is built on the small side: DataFusion has
+            // no row estimate for `covered` and would otherwise hash the tool calls. The NULL test is
+            // on `hit`, not a join key: DataFusion 55 infers `c.agent_id IS NULL` onto the other
+            // side of the key equality, which is wrong for an outer join and returns nothing.
             Report::ScopeDrift => {
                 "WITH tools AS ( \
                    SELECT DISTINCT server, tool FROM events \
                    WHERE class_uid = 6003 AND server IS NOT NULL AND tool IS NOT NULL), \
                  covered AS ( \
-                   SELECT g.agent_id, t.server, t.tool FROM grants g JOIN tools t ON t.server = g.server \
+                   SELECT g.agent_id, t.server, t.tool, 1 AS hit FROM grants g JOIN tools t ON t.server = g.server \
                    WHERE CASE g.tool_match \
                              WHEN 'exact' THEN t.tool = g.tool_text \
                              WHEN 'prefix' THEN starts_with(t.tool, g.tool_text) \
                              ELSE t.tool LIKE g.tool_like ESCAPE '\\' END \
                    UNION \
-                   SELECT g.agent_id, t.server, t.tool FROM grants g CROSS JOIN tools t \
+                   SELECT g.agent_id, t.server, t.tool, 1 AS hit FROM grants g CROSS JOIN tools t \
                    WHERE g.server = '*' AND CASE g.tool_match \
                              WHEN 'exact' THEN t.tool = g.tool_text \
                              WHEN 'prefix' THEN starts_with(t.tool, g.tool_text) \
                              ELSE t.tool LIKE g.tool_like ESCAPE '\\' END), \
+                 calls AS ( \
+                   SELECT agent_id, team, server, tool, action_id, time_dt FROM events \
+                   WHERE class_uid = 6003 AND tool IS NOT NULL AND agent_id IS NOT NULL), \
                  outside AS ( \
-                   SELECT e.agent_id, e.team, e.server, e.tool, e.action_id, e.time_dt FROM events e \
-                   WHERE e.class_uid = 6003 AND e.tool IS NOT NULL AND e.agent_id IS NOT NULL \
-                     AND NOT EXISTS (SELECT 1 FROM covered c \
-                                     WHERE c.agent_id = e.agent_id AND c.server = e.server AND c.tool = e.tool)) \
+                   SELECT e.agent_id, e.team, e.server, e.tool, e.action_id, e.time_dt \
+                   FROM covered c RIGHT JOIN calls e \
+                     ON c.agent_id = e.agent_id AND c.server = e.server AND c.tool = e.tool \
+                   WHERE c.hit IS NULL) \
                  SELECT o.agent_id, min(o.team) AS team, o.server, o.tool, count(*) AS calls, \
                         sum(CASE WHEN o.action_id = 2 THEN 1 ELSE 0 END) AS denied, \
                         sum(CASE WHEN o.action_id = 1 THEN 1 ELSE 0 END) AS allowed, \
