@@ -21,6 +21,7 @@ mod gateway;
 mod hook;
 mod init;
 mod lifecycle;
+mod otlp;
 mod permissions;
 mod policy;
 mod registry;

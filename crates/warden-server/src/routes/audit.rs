@@ -217,7 +217,7 @@ pub(crate) struct Appended {
 }
 
 /// Id prefixes Warden itself uses; shipped events may not take them.
-const RESERVED_ID_PREFIXES: &[&str] = &["change-", "gateway-"];
+const RESERVED_ID_PREFIXES: &[&str] = &["change-", "gateway-", "hook-", "otlp-"];
 
 /// Most events in one shipped batch.
 const MAX_BATCH: usize = 10_000;

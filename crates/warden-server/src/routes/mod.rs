@@ -10,6 +10,7 @@ mod gateway_sync;
 mod hooks;
 mod mcp_servers;
 mod oauth;
+mod otlp;
 mod policy;
 mod revocations;
 mod scopes;
@@ -93,6 +94,8 @@ pub(crate) fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(templates::set_template, templates::list_templates))
         .routes(routes!(templates::show_template))
         .routes(hooks::route())
+        .routes(otlp::logs_route())
+        .routes(otlp::metrics_route())
         .routes(routes!(oauth::token))
         .routes(routes!(oauth::introspect))
         .routes(routes!(oauth::jwks))
