@@ -94,17 +94,26 @@ impl Project {
         serde_json::from_str(&stdout(&out)).unwrap_or_else(|e| panic!("{e}: {}", stdout(&out)))
     }
 
-    /// Every event whose action starts with `hook.`.
+    /// The hook's events in the audit lake (API Activity, ids `hook-…`), in log order. They are
+    /// durable before the hook answers, so no waiting.
     pub fn hook_events(&self) -> Vec<Value> {
-        let reply = self.server.api(&self.admin).get("/v1/events?limit=10000");
-        reply
-            .body
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|e| e["action"].as_str().unwrap().starts_with("hook."))
-            .cloned()
-            .collect()
+        let rows = self.server.api(&self.admin).audit(
+            "SELECT class_uid, activity_name, agent_id, team, session_id, subagent_id, delegation_chain, \
+             server, tool, decision, policy_ids, status_id, status_detail, message, time, logged_time, uid \
+             FROM events WHERE uid LIKE 'hook-%' AND class_uid <> 2004 ORDER BY seq",
+        );
+        for row in &rows {
+            assert_eq!(row["class_uid"], 6003, "{row}");
+        }
+        rows
+    }
+
+    /// The hook's Detection Findings (shadow MCP servers).
+    pub fn hook_findings(&self) -> Vec<Value> {
+        self.server.api(&self.admin).audit(
+            "SELECT agent_id, finding_uid, finding_title FROM events \
+             WHERE uid LIKE 'hook-%' AND class_uid = 2004 ORDER BY seq",
+        )
     }
 
     /// A real hook input with this project's `cwd`.
@@ -183,34 +192,52 @@ fn a_real_session_is_decided_and_recorded_event_by_event() {
         assert_eq!(out.is_empty(), i != 2, "event {i} printed {out:?}");
     }
     let events = p.hook_events();
-    let actions: Vec<&str> = events.iter().map(|e| e["action"].as_str().unwrap()).collect();
+    let actions: Vec<&str> = events.iter().map(|e| e["activity_name"].as_str().unwrap()).collect();
     assert_eq!(
         actions,
         [
-            "hook.session_start",
-            "hook.user_prompt_submit",
-            "hook.pre_tool_use",
-            "hook.post_tool_use",
-            "hook.stop",
-            "hook.session_end"
+            "start_session",
+            "submit_prompt",
+            "decide_tool_call",
+            "call_tool",
+            "stop_turn",
+            "end_session"
         ]
     );
     for event in &events {
-        assert_eq!(event["actor"], json!(p.agent));
-        assert_eq!(event["after"]["session_id"], "5b2e4ab1-…");
+        assert_eq!(event["agent_id"], json!(p.agent));
+        assert_eq!(event["team"], "payments");
+        assert_eq!(event["session_id"], "5b2e4ab1-…");
     }
-    let prompt = &events[1]["after"];
-    assert_eq!(prompt["prompt_chars"], 17);
-    assert!(prompt.get("prompt").is_none(), "prompt text is not kept: {prompt}");
-    assert!(!events[1].to_string().contains("use the echo tool"));
-    let pre = &events[2]["after"];
-    assert_eq!(pre["shadow_server"], "everything");
+    let prompt = &events[1];
+    assert!(prompt["message"].as_str().unwrap().contains("17 chars"), "{prompt}");
+    assert!(
+        !prompt.to_string().contains("use the echo tool"),
+        "prompt text is not kept: {prompt}"
+    );
+    let pre = &events[2];
+    assert_eq!((&pre["server"], &pre["tool"]), (&json!("everything"), &json!("echo")));
     assert_eq!(pre["decision"], "deny");
-    assert_eq!(pre["tool_input"]["message"], "hi from fake model");
-    assert_eq!(events[3]["after"]["duration_ms"], 420);
-    assert!(events[3]["after"]["tool_response_bytes"].as_u64().unwrap() > 0);
+    assert_eq!(pre["status_id"], 2);
+    assert!(
+        pre["status_detail"]
+            .as_str()
+            .unwrap()
+            .contains("shadow MCP server `everything`"),
+        "{pre}"
+    );
+    let findings = p.hook_findings();
+    assert_eq!(findings.len(), 1, "{findings:?}");
+    assert_eq!(findings[0]["finding_uid"], "shadow-mcp-server");
+    assert!(findings[0]["finding_title"].as_str().unwrap().contains("`everything`"));
+    let post = events[3]["message"].as_str().unwrap();
+    assert!(post.contains("420 ms") && post.contains("response bytes"), "{post}");
     assert!(!events[4].to_string().contains("All scripted steps done"));
-    assert_eq!(events[5]["after"]["reason"], "other");
+    assert!(
+        events[5]["message"].as_str().unwrap().contains("reason other"),
+        "{}",
+        events[5]
+    );
 }
 
 #[test]
@@ -246,12 +273,7 @@ fn builtin_tools_are_decided_by_scopes_and_guardrails() {
     let events = p.hook_events();
     let decided: Vec<(&str, &str)> = events
         .iter()
-        .map(|e| {
-            (
-                e["after"]["tool"].as_str().unwrap(),
-                e["after"]["decision"].as_str().unwrap(),
-            )
-        })
+        .map(|e| (e["tool"].as_str().unwrap(), e["decision"].as_str().unwrap()))
         .collect();
     assert_eq!(
         decided,
@@ -262,12 +284,10 @@ fn builtin_tools_are_decided_by_scopes_and_guardrails() {
             ("Write", "deny")
         ]
     );
-    assert_eq!(events[1]["after"]["policy_ids"], json!(["no-rm-rf"]));
-    assert_eq!(
-        events[0]["after"]["policy_ids"],
-        json!([format!("grant/cc-shell/{}", p.agent)])
-    );
-    assert_eq!(events[0]["after"]["server"], "claude-code");
+    assert_eq!(events[1]["policy_ids"], json!(["no-rm-rf"]));
+    assert_eq!(events[0]["policy_ids"], json!([format!("grant/cc-shell/{}", p.agent)]));
+    assert_eq!(events[0]["server"], "claude-code");
+    assert!(p.hook_findings().is_empty());
     // The name of Claude Code's built-in server is reserved.
     let out = p.cli(&["mcp-server", "add", "claude-code", "--url", "http://127.0.0.1:9/mcp"]);
     assert_eq!(out.status.code(), Some(1));
@@ -302,22 +322,29 @@ fn subagents_act_under_their_own_revocable_identity() {
     let events = p.hook_events();
     let by_actor: Vec<(&str, &str)> = events
         .iter()
-        .map(|e| (e["action"].as_str().unwrap(), e["actor"].as_str().unwrap()))
+        .map(|e| (e["activity_name"].as_str().unwrap(), e["agent_id"].as_str().unwrap()))
         .collect();
     assert_eq!(
         by_actor,
         [
-            ("hook.pre_tool_use", p.agent.as_str()),
-            ("hook.subagent_start", child.as_str()),
-            ("hook.pre_tool_use", child.as_str()),
-            ("hook.subagent_stop", child.as_str()),
-            ("hook.post_tool_use", p.agent.as_str()),
+            ("decide_tool_call", p.agent.as_str()),
+            ("start_subagent", child.as_str()),
+            ("decide_tool_call", child.as_str()),
+            ("stop_subagent", child.as_str()),
+            ("call_tool", p.agent.as_str()),
         ]
     );
-    assert_eq!(events[2]["after"]["chain"], json!([p.agent, child]));
-    // The subagent's spend, from the Agent tool's result.
-    assert_eq!(events[4]["after"]["subagent_usage"]["total_tokens"], 107);
-    assert_eq!(events[4]["after"]["subagent_usage"]["usage"]["output_tokens"], 7);
+    assert_eq!(events[2]["delegation_chain"], json!([p.agent, child]));
+    assert_eq!(events[2]["subagent_id"], json!(child));
+    assert!(events[4]["subagent_id"].is_null());
+    // The subagent's tokens, from the Agent tool's result (not summed as spend).
+    let done = events[4]["message"].as_str().unwrap();
+    assert!(done.contains("used 107 tokens (100 input, 7 output)"), "{done}");
+    let spend = p
+        .server
+        .api(&p.admin)
+        .audit("SELECT count(*) AS n FROM events WHERE uid LIKE 'hook-%' AND input_tokens IS NOT NULL");
+    assert_eq!(spend[0]["n"], 0);
 
     // Stopping one subagent stops it alone.
     let out = p.cli(&["agent", "revoke", &child, "--reason", "runaway"]);
@@ -351,10 +378,23 @@ fn mcp_tools_are_decided_as_their_servers_tools() {
     assert_eq!(verdict, "deny");
     assert!(reason.contains("`github` is not registered"), "{reason}");
     let events = p.hook_events();
-    let shadows: Vec<&Value> = events.iter().map(|e| &e["after"]["shadow_server"]).collect();
-    assert_eq!(shadows, [&Value::Null, &Value::Null, &Value::Null, &json!("github")]);
-    let routes: Vec<&str> = events.iter().map(|e| e["after"]["route"].as_str().unwrap()).collect();
-    assert_eq!(routes, ["gateway", "gateway", "direct", "direct"]);
+    let shadows: Vec<bool> = events
+        .iter()
+        .map(|e| {
+            e["status_detail"]
+                .as_str()
+                .unwrap_or("")
+                .contains("shadow MCP server `github`")
+        })
+        .collect();
+    assert_eq!(shadows, [false, false, false, true]);
+    for (event, route) in events.iter().zip(["gateway", "gateway", "direct", "direct"]) {
+        let message = event["message"].as_str().unwrap();
+        assert!(message.contains(&format!("{route} route")), "{message}");
+    }
+    let findings = p.hook_findings();
+    assert_eq!(findings.len(), 1, "{findings:?}");
+    assert!(findings[0]["finding_title"].as_str().unwrap().contains("`github`"));
 }
 
 #[test]
@@ -465,21 +505,25 @@ fn unreachable_server_blocks_decisions_and_spools_the_rest_once() {
     };
     assert_eq!(decision(&p.decide(&pre)).0, "allow");
     assert_eq!(std::fs::read_to_string(&spool).unwrap(), "", "the spool is delivered");
-    let count = |p: &Project, action: &str| p.hook_events().iter().filter(|e| e["action"] == action).count();
-    assert_eq!(count(&p, "hook.post_tool_use"), 1);
-    assert_eq!(count(&p, "hook.session_end"), 1);
+    let count = |p: &Project, action: &str| p.hook_events().iter().filter(|e| e["activity_name"] == action).count();
+    assert_eq!(count(&p, "call_tool"), 1);
+    assert_eq!(count(&p, "end_session"), 1);
     // Delivered but not yet cleared (a crash in between): the next delivery stores nothing twice.
     std::fs::write(&spool, &spooled).unwrap();
     assert_eq!(decision(&p.decide(&pre)).0, "allow");
     assert_eq!(std::fs::read_to_string(&spool).unwrap(), "");
-    assert_eq!(count(&p, "hook.post_tool_use"), 1);
-    assert_eq!(count(&p, "hook.session_end"), 1);
+    assert_eq!(count(&p, "call_tool"), 1);
+    assert_eq!(count(&p, "end_session"), 1);
+    // A spooled event keeps the time the hook read it, before the server came back.
     let ended = p
         .hook_events()
         .into_iter()
-        .find(|e| e["action"] == "hook.session_end")
+        .find(|e| e["activity_name"] == "end_session")
         .unwrap();
-    assert!(ended["after"]["occurred_at"].as_str().unwrap().ends_with('Z'));
+    assert!(
+        ended["time"].as_i64().unwrap() < ended["logged_time"].as_i64().unwrap(),
+        "{ended}"
+    );
 }
 
 #[test]
@@ -511,6 +555,9 @@ fn prompt_text_is_kept_only_when_the_platform_opts_in() {
         p.payload(json!({"session_id":"s5","hook_event_name":"UserPromptSubmit","prompt":"use the echo tool"}));
     assert_eq!(p.hook(&prompt).status.code(), Some(0));
     let events = p.hook_events();
-    assert_eq!(events[0]["after"]["prompt"], "use the echo tool");
-    assert_eq!(events[0]["after"]["prompt_chars"], 17);
+    let message = events[0]["message"].as_str().unwrap();
+    assert!(
+        message.contains("17 chars") && message.ends_with(": use the echo tool"),
+        "{message}"
+    );
 }

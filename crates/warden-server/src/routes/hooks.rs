@@ -2,8 +2,10 @@
 //! session's agent (its bearer access token); the body is the raw hook input and a client-made event
 //! id. The server works out who acts (the session's agent, or for a subagent's payload the subagent's
 //! own delegated identity, created on first sight through the same delegation as token exchange),
-//! decides `PreToolUse` / `PermissionRequest` with the policy engine, records the event durably (once
-//! per event id, so a retried or spooled event is stored once) and answers with the exact hook output.
+//! decides `PreToolUse` / `PermissionRequest` with the policy engine, appends the event to the audit
+//! lake as an OCSF event and answers with the exact hook output once it is durable there. The lake id
+//! is `hook-<16 hex of the token subject's hash>-<event id>`, so a retried or spooled event is stored
+//! once (see `hook_events` for the mapping of each hook event to its OCSF event).
 //!
 //! What a payload means (tool names, subagent names, what is kept) is `warden_core::claude_code`'s.
 
@@ -11,12 +13,13 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
-use warden_core::claude_code::{self, HookPayload, ToolRoute};
+use serde_json::{Map, Value};
+use warden_core::claude_code::{self, HookPayload, ToolRoute, ToolTarget};
 use warden_core::{AgentId, AgentStatus};
 use warden_identity::token::Claims;
+use warden_lake::event::MessageContext;
+use warden_lake::{AuditEvent, Decision, Finding, Subject};
 use warden_policy::ToolCall;
-use warden_store::Actor;
 
 use crate::clock;
 use crate::error::{ApiError, ErrorBody};
@@ -175,23 +178,11 @@ pub(crate) async fn claude_code_hook(
     check_event_id(&body.event_id)?;
     let payload = HookPayload::parse(body.payload).map_err(|e| ApiError::bad_request(e.to_string()))?;
     let acting = acting(&state, &claims, &payload).await?;
-    let mut details = payload.summary(state.keep_prompts);
-    details.insert("agent".to_owned(), json!(acting.id));
-    details.insert("chain".to_owned(), json!(acting.chain));
-    details.insert("event_id".to_owned(), json!(body.event_id));
-    if let Some(at) = &body.occurred_at {
-        details.insert("occurred_at".to_owned(), json!(at.chars().take(64).collect::<String>()));
-    }
-    if let Some(refusal) = &acting.refusal {
-        details.insert("refused".to_owned(), json!(refusal));
-    }
     let tool = payload.tool();
-    if let Some(tool) = &tool
-        && tool.route == ToolRoute::Direct
-        && !state.control.is_registered(&tool.server)
-    {
-        details.insert("shadow_server".to_owned(), json!(tool.server));
-    }
+    let shadow = tool
+        .as_ref()
+        .filter(|tool| tool.route == ToolRoute::Direct && !state.control.is_registered(&tool.server))
+        .map(|tool| tool.server.clone());
     let mut answer = HookAnswer {
         agent: acting.id.to_string(),
         recorded: false,
@@ -200,8 +191,9 @@ pub(crate) async fn claude_code_hook(
         policy_ids: Vec::new(),
         output: None,
     };
+    let mut verdict = None;
     if payload.is_decision()
-        && let Some(tool) = tool
+        && let Some(tool) = &tool
     {
         let (allow, policy_ids, reason) = match &acting.refusal {
             Some(refusal) => (false, Vec::new(), refusal.clone()),
@@ -225,24 +217,261 @@ pub(crate) async fn claude_code_hook(
         } else {
             format!("Denied by Warden: {reason}")
         };
-        details.insert("decision".to_owned(), json!(if allow { "allow" } else { "deny" }));
-        details.insert("policy_ids".to_owned(), json!(policy_ids));
-        details.insert("reason".to_owned(), json!(reason));
         answer.output = payload.decision_output(allow, &shown);
         answer.decision = Some(if allow { "allow" } else { "deny" });
-        answer.reason = Some(reason);
-        answer.policy_ids = policy_ids;
+        answer.reason = Some(reason.clone());
+        answer.policy_ids = policy_ids.clone();
+        verdict = Some((allow, policy_ids, reason));
     }
-    let session = claims.sub.clone();
-    answer.recorded = state
-        .store
-        .record_event_once(
-            &Actor::agent(&acting.id),
-            &format!("hook:{session}:{}", body.event_id),
-            &payload.action(),
-            acting.id.as_str(),
-            Value::Object(details),
-        )
-        .await?;
+    let id = format!("hook-{}-{}", short_hash(&claims.sub), body.event_id);
+    let time = body
+        .occurred_at
+        .as_deref()
+        .and_then(|at| time::OffsetDateTime::parse(at, &time::format_description::well_known::Rfc3339).ok())
+        .map_or_else(warden_lake::event::now_ms, |t| {
+            i64::try_from(t.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
+        })
+        .max(0);
+    let subject = Subject {
+        agent_id: acting.id.to_string(),
+        team: Some(acting.id.team().to_string()),
+        purpose: None,
+        session_id: payload.session_id().map(|s| s.chars().take(200).collect()),
+        subagent_id: payload.subagent().map(|_| acting.id.to_string()),
+        delegation_chain: acting.chain.clone(),
+    };
+    let facts = HookFacts {
+        payload: &payload,
+        summary: payload.summary(state.keep_prompts),
+        tool: tool.as_ref(),
+        shadow: shadow.as_deref(),
+        refusal: acting.refusal.as_deref(),
+    };
+    let events = hook_events(id, time, &subject, &facts, verdict);
+    let receipts = state.lake.append(events).await.map_err(ApiError::internal)?;
+    answer.recorded = receipts.first().is_some_and(|r| r.new);
     Ok(Json(answer))
+}
+
+/// The 16 hex digits of SHA-256 that namespace a client's event ids by its session token's subject,
+/// so two agents' ids never collide.
+fn short_hash(text: &str) -> String {
+    warden_lake::merkle::leaf_hash(text.as_bytes())[..8]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// What one hook invocation says, for its audit event.
+struct HookFacts<'a> {
+    payload: &'a HookPayload,
+    /// What of the payload may be kept (prompt text only with `--keep-prompts`).
+    summary: Map<String, Value>,
+    tool: Option<&'a ToolTarget>,
+    /// The MCP server called directly that Warden does not know.
+    shadow: Option<&'a str>,
+    refusal: Option<&'a str>,
+}
+
+/// Marks the status detail of a tool event on a shadow MCP server.
+pub(crate) const SHADOW_MARK: &str = "shadow MCP server";
+
+/// The activity name of a hook event that is no tool call.
+fn activity_name(event: &str) -> String {
+    match event {
+        "SessionStart" => "start_session".to_owned(),
+        "SessionEnd" => "end_session".to_owned(),
+        "UserPromptSubmit" => "submit_prompt".to_owned(),
+        "Stop" => "stop_turn".to_owned(),
+        "SubagentStart" => "start_subagent".to_owned(),
+        "SubagentStop" => "stop_subagent".to_owned(),
+        other => {
+            let mut out = String::new();
+            for (i, c) in other.chars().take(64).enumerate() {
+                if c.is_ascii_uppercase() {
+                    if i > 0 {
+                        out.push('_');
+                    }
+                    out.push(c.to_ascii_lowercase());
+                } else if c.is_ascii_alphanumeric() {
+                    out.push(c);
+                }
+            }
+            out
+        }
+    }
+}
+
+fn fact<'a>(summary: &'a Map<String, Value>, key: &str) -> Option<&'a Value> {
+    summary.get(key).filter(|v| !v.is_null())
+}
+
+fn fact_text(summary: &Map<String, Value>, key: &str) -> Option<String> {
+    fact(summary, key).map(|v| match v {
+        Value::String(s) => s.chars().take(200).collect(),
+        other => other.to_string().chars().take(200).collect(),
+    })
+}
+
+/// The hook event as OCSF events: the event itself (first), and for a decision on a shadow MCP server
+/// a Detection Finding (`finding_uid` `shadow-mcp-server`).
+///
+/// `PreToolUse` / `PermissionRequest` → `decide_tool_call`; `PostToolUse` / `PostToolUseFailure` →
+/// `call_tool`; every other event → API Activity named for it (`start_session`, `submit_prompt`, …).
+/// Tool events on a shadow server carry `shadow MCP server `<name>`` in `status_detail`.
+fn hook_events(
+    id: String,
+    time: i64,
+    subject: &Subject,
+    facts: &HookFacts<'_>,
+    verdict: Option<(bool, Vec<String>, String)>,
+) -> Vec<AuditEvent> {
+    let summary = &facts.summary;
+    let event_name = facts.payload.event();
+    let route = facts.tool.map(|t| t.route.as_str());
+    let mut notes: Vec<String> = Vec::new();
+    let mut event = match (facts.tool, verdict) {
+        (Some(tool), Some((allow, policy_ids, reason))) => {
+            let call = warden_lake::ToolCall {
+                server: tool.server.clone(),
+                tool: tool.tool.clone(),
+                decision: if allow { Decision::Allow } else { Decision::Deny },
+                policy_ids,
+                reason: Some(reason),
+            };
+            let mut event = AuditEvent::tool_decision(id.clone(), time, subject, &call);
+            event.message = format!("{} ({event_name}, {} route)", event.message, route.unwrap_or(""));
+            event
+        }
+        (Some(tool), None) if matches!(event_name, "PostToolUse" | "PostToolUseFailure") => {
+            let call = warden_lake::ToolCall {
+                server: tool.server.clone(),
+                tool: tool.tool.clone(),
+                decision: Decision::Allow,
+                policy_ids: Vec::new(),
+                reason: None,
+            };
+            let ok = event_name == "PostToolUse";
+            let detail = (!ok).then(|| {
+                fact(summary, "error")
+                    .map(|e| match e {
+                        Value::String(s) => s.chars().take(1000).collect(),
+                        other => other.to_string().chars().take(1000).collect(),
+                    })
+                    .unwrap_or_else(|| "the tool failed".to_owned())
+            });
+            let mut event = AuditEvent::tool_outcome(id.clone(), time, subject, &call, ok, detail);
+            let mut parts = vec![format!("{} route", route.unwrap_or(""))];
+            if let Some(ms) = fact_text(summary, "duration_ms") {
+                parts.push(format!("{ms} ms"));
+            }
+            if let Some(bytes) = fact_text(summary, "tool_response_bytes") {
+                parts.push(format!("{bytes} response bytes"));
+            }
+            // The `Agent` tool's result carries its subagent's tokens. Kept in `message_context`
+            // (never summed as spend: Claude Code's api_request telemetry already counts them).
+            if let Some(usage) = fact(summary, "subagent_usage") {
+                let tokens = |v: Option<&Value>| v.and_then(Value::as_i64);
+                let input = tokens(usage.pointer("/usage/input_tokens"));
+                let output = tokens(usage.pointer("/usage/output_tokens"));
+                let total = tokens(usage.get("total_tokens"));
+                event.message_context = Some(MessageContext {
+                    completion_tokens: output,
+                    prompt_tokens: input,
+                    total_tokens: total,
+                });
+                parts.push(format!(
+                    "subagent {} used {} tokens ({} input, {} output)",
+                    usage.get("agent_id").and_then(Value::as_str).unwrap_or("?"),
+                    total.unwrap_or(0),
+                    input.unwrap_or(0),
+                    output.unwrap_or(0)
+                ));
+            }
+            event.message = format!("{} ({})", event.message, parts.join(", "));
+            event
+        }
+        (tool, _) => {
+            let activity = activity_name(event_name);
+            let call = warden_lake::ToolCall {
+                server: tool.map_or_else(|| "claude-code".to_owned(), |t| t.server.clone()),
+                tool: tool.map_or_else(|| activity.clone(), |t| t.tool.clone()),
+                decision: Decision::Allow,
+                policy_ids: Vec::new(),
+                reason: None,
+            };
+            let mut event = AuditEvent::tool_outcome(id.clone(), time, subject, &call, true, None);
+            event.activity_name = Some(activity.clone());
+            if let Some(api) = event.api.as_mut() {
+                api.operation = activity.clone();
+            }
+            event.warden.decision = None;
+            event.action_id = None;
+            event.disposition_id = None;
+            if tool.is_none() {
+                event.warden.server = None;
+                event.warden.tool = None;
+            }
+            let mut message = match event_name {
+                "SessionStart" => "Claude Code session started".to_owned(),
+                "SessionEnd" => "Claude Code session ended".to_owned(),
+                "UserPromptSubmit" => "prompt submitted".to_owned(),
+                "Stop" => "Claude Code turn ended".to_owned(),
+                "SubagentStart" => "subagent started".to_owned(),
+                "SubagentStop" => "subagent stopped".to_owned(),
+                other => format!("Claude Code hook {}", other.chars().take(64).collect::<String>()),
+            };
+            let mut parts = Vec::new();
+            for key in ["source", "reason", "agent_type", "notification_type", "trigger"] {
+                if let Some(value) = fact_text(summary, key) {
+                    parts.push(format!("{key} {value}"));
+                }
+            }
+            if let Some(chars) = fact_text(summary, "prompt_chars") {
+                parts.push(format!("{chars} chars"));
+            }
+            if let Some(tool) = tool {
+                parts.push(format!("{}/{}", tool.server, tool.tool));
+            }
+            if !parts.is_empty() {
+                message = format!("{message} ({})", parts.join(", "));
+            }
+            // Prompt text only when the platform opted in (`serve --keep-prompts`).
+            if let Some(prompt) = fact(summary, "prompt").and_then(Value::as_str) {
+                message = format!("{message}: {}", prompt.chars().take(10_000).collect::<String>());
+            }
+            event.message = message;
+            event
+        }
+    };
+    if let Some(refusal) = facts.refusal
+        && event.warden.decision.is_none()
+    {
+        notes.push(format!("identity refused: {refusal}"));
+    }
+    if let Some(server) = facts.shadow {
+        notes.push(format!(
+            "{SHADOW_MARK} `{server}` (called directly, not registered with Warden)"
+        ));
+    }
+    if !notes.is_empty() {
+        let notes = notes.join("; ");
+        event.status_detail = Some(match event.status_detail.take() {
+            Some(detail) => format!("{detail}; {notes}"),
+            None => notes,
+        });
+    }
+    let mut events = vec![event];
+    if let (Some(server), true) = (facts.shadow, facts.payload.is_decision()) {
+        let finding = Finding {
+            uid: "shadow-mcp-server".to_owned(),
+            title: format!("{SHADOW_MARK} `{server}` used directly, not through Warden"),
+            desc: facts
+                .tool
+                .map(|t| format!("{}/{} called by {}", t.server, t.tool, subject.agent_id)),
+            severity_id: 3,
+        };
+        events.push(AuditEvent::finding(format!("{id}-shadow"), time, subject, &finding));
+    }
+    events
 }
