@@ -175,6 +175,11 @@ pub(crate) struct Shared {
     pub(crate) key: LogKey,
     pub(crate) config: LakeConfig,
     pub(crate) state: Mutex<State>,
+    /// Held by the sealer while it writes files and the manifest, and by `Lake::verify` while it
+    /// reads them, so a verification of the open lake sees whole seals only.
+    pub(crate) files_gate: Mutex<()>,
+    /// Sealed WAL segments whose removal waits until no verification is reading them.
+    pub(crate) deferred_wal_removals: Mutex<Vec<PathBuf>>,
     /// Held until the handle and both threads are gone, so no second opener races a finishing seal.
     _lock: File,
 }
@@ -360,6 +365,8 @@ impl Lake {
             key: shared_key,
             config: config.clone(),
             _lock: lock,
+            files_gate: Mutex::new(()),
+            deferred_wal_removals: Mutex::new(Vec::new()),
             state: Mutex::new(State {
                 leaves,
                 tail,
@@ -482,6 +489,17 @@ impl Lake {
         })
         .await;
         result
+    }
+
+    /// Verifies the open lake as `verify::verify_with_key` does the closed one, against this log's
+    /// own key: every sealed row, file and seal, the WAL and every signed checkpoint, up to the events
+    /// durable when it starts. Seals wait while it reads the files; appends do not. Blocking: call it
+    /// off the async runtime.
+    pub fn verify(&self) -> Result<crate::verify::Report, LakeError> {
+        let shared = &self.inner.shared;
+        let _gate = shared.files_gate.lock().unwrap_or_else(|e| e.into_inner());
+        let limit = self.size();
+        crate::verify::verify_upto(&shared.dir, &shared.key.verifier_key(), Some(limit))
     }
 
     /// The unsealed tail as Arrow batches (schema `arrow_schema()`), in seq order.
@@ -1075,11 +1093,32 @@ impl Writer {
                 return;
             }
         };
-        if let Some(wal) = self.wal.as_mut()
-            && let Err(e) = wal.remove(&outcome.wal_segments)
-        {
-            // The events are sealed; a leftover WAL segment is skipped on the next open.
-            tracing::warn!(error = %e, "audit lake: could not delete sealed WAL segments");
+        // A verification reading the files holds the gate: leave the segments to a later seal then
+        // (they are skipped on reading and on the next open).
+        let mut deferred = std::mem::take(
+            &mut *self
+                .shared
+                .deferred_wal_removals
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()),
+        );
+        deferred.extend(outcome.wal_segments);
+        match self.shared.files_gate.try_lock() {
+            Ok(_gate) => {
+                if let Some(wal) = self.wal.as_mut()
+                    && let Err(e) = wal.remove(&deferred)
+                {
+                    // The events are sealed; a leftover WAL segment is skipped on the next open.
+                    tracing::warn!(error = %e, "audit lake: could not delete sealed WAL segments");
+                }
+            }
+            Err(_) => {
+                *self
+                    .shared
+                    .deferred_wal_removals
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner()) = deferred;
+            }
         }
         {
             let mut st = self.shared.lock();
@@ -1129,6 +1168,7 @@ fn run_sealer(shared: Arc<Shared>, rx: Receiver<SealJob>, tx: Sender<Command>) {
         let result = if events.len() as u64 != job.to - job.from {
             Err(format!("events {}..{} are not in the tail", job.from, job.to))
         } else {
+            let _gate = shared.files_gate.lock().unwrap_or_else(|e| e.into_inner());
             segment::write_files(&shared.dir, &events, opts).and_then(|files| {
                 let entry = segment::manifest_entry(&events, files, &job.checkpoint);
                 segment::append_manifest(&shared.dir, &entry)

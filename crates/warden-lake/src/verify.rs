@@ -195,6 +195,13 @@ fn read_origin(dir: &Path) -> Result<String, LakeError> {
 
 /// Verifies the lake in `dir` against the C2SP verifier key `vkey`.
 pub fn verify_with_key(dir: &Path, vkey: &str) -> Result<Report, LakeError> {
+    verify_upto(dir, vkey, None)
+}
+
+/// `verify_with_key`, seeing only the first `limit` events when given: WAL frames and signed
+/// checkpoints past it are ignored. An open lake verifies itself this way (`Lake::verify`), so events
+/// and checkpoints written while it reads are not mistaken for tampering.
+pub(crate) fn verify_upto(dir: &Path, vkey: &str, limit: Option<u64>) -> Result<Report, LakeError> {
     let key = VerifierKey::parse(vkey).map_err(|e| LakeError::Config(e.to_string()))?;
     let mut c = Checker {
         problems: Vec::new(),
@@ -327,8 +334,11 @@ pub fn verify_with_key(dir: &Path, vkey: &str) -> Result<Report, LakeError> {
     // The WAL tail.
     let mut wal_events = 0u64;
     match wal::read_only(&dir.join("wal"), expected_first) {
-        Ok((frames, torn)) => {
-            if let Some((path, offset)) = torn {
+        Ok((mut frames, torn)) => {
+            if let Some(limit) = limit {
+                frames.retain(|(_, f)| f.seq < limit);
+            }
+            if let Some((path, offset)) = torn.filter(|_| limit.is_none()) {
                 notes.push(format!(
                     "WAL segment `{}` has a torn tail at byte {offset} (an unacknowledged write; the next open cuts it off)",
                     path.display()
@@ -396,6 +406,7 @@ pub fn verify_with_key(dir: &Path, vkey: &str) -> Result<Report, LakeError> {
         Ok(lines) => {
             for line in lines {
                 match line {
+                    Ok(cp) if limit.is_some_and(|limit| cp.size > limit) => {}
                     Ok(cp) => signed.push(cp),
                     Err(e) => c.problem(ProblemKind::BadSignature, Some(lake::CHECKPOINTS), None, None, e),
                 }

@@ -215,3 +215,48 @@ async fn a_long_tail_is_served_from_cached_batches_until_the_next_seal() {
     assert_eq!((rows(&snap.tail), snap.size), (10, 70_020));
     lake.close().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_open_lake_verifies_itself_while_events_arrive_and_seals_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = Lake::open(dir.path(), config()).unwrap();
+    lake.append(events(0..200)).await.unwrap();
+    lake.seal().await.unwrap();
+    let writer = {
+        let lake = lake.clone();
+        tokio::spawn(async move {
+            for round in 0..20u64 {
+                let start = 200 + round * 50;
+                lake.append(events(start..start + 50)).await.unwrap();
+                if round % 5 == 4 {
+                    lake.seal().await.unwrap();
+                }
+            }
+        })
+    };
+    let mut checked = 0;
+    while !writer.is_finished() || checked == 0 {
+        let lake = lake.clone();
+        let report = tokio::task::spawn_blocking(move || lake.verify())
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(report.is_ok(), "{report}");
+        assert!(report.events >= 200, "{report}");
+        checked += 1;
+    }
+    writer.await.unwrap();
+    let report = tokio::task::spawn_blocking({
+        let lake = lake.clone();
+        move || lake.verify()
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    assert!(report.is_ok(), "{report}");
+    assert_eq!(report.events, 1_200);
+    lake.close().await.unwrap();
+    let report = warden_lake::verify(dir.path()).unwrap();
+    assert!(report.is_ok(), "{report}");
+    assert_eq!((report.events, report.wal_events), (1_200, 0));
+}
