@@ -81,6 +81,57 @@ pub(crate) enum AuditCommand {
     /// Run one read-only SQL statement over the table `events` (every event, sealed or not).
     /// Platform-admins and auditors see every team's events, a team-admin only its own team's.
     Query(AuditQueryArgs),
+    /// Recompute the lake's integrity and name each event or segment altered, removed, reordered or
+    /// inserted (exit 1 if any). Through the server (platform-admin or auditor), or offline with
+    /// --lake on a lake no server has open.
+    Verify(AuditVerifyArgs),
+    /// Write an evidence pack: the events of a window with their proofs, the signed checkpoint, the
+    /// guardrails, scopes, grants and agents in force and the log's public key, in one file.
+    Export(AuditExportArgs),
+    /// Check an evidence pack offline (no server): every hash, proof and signature.
+    #[command(name = "verify-pack")]
+    VerifyPack(AuditVerifyPackArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct AuditVerifyArgs {
+    /// Verify this lake directory offline instead of asking the server. Refused while a running
+    /// `warden serve` has it open (it would change under the check): stop the server first.
+    #[arg(long, value_name = "DIR")]
+    pub(crate) lake: Option<PathBuf>,
+    /// With --lake: the C2SP verifier key to check signatures against, pinned out of band (default:
+    /// the key derived from the lake's own `log-key.pem`).
+    #[arg(long, value_name = "VKEY", requires = "lake")]
+    pub(crate) key: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct AuditExportArgs {
+    /// Window start (inclusive): RFC 3339 (2026-11-25T10:00:00Z) or a UTC date (2026-11-25, its
+    /// midnight). Events are selected by the time the lake logged them.
+    #[arg(long, value_name = "TIME")]
+    pub(crate) from: String,
+    /// Window end (exclusive): RFC 3339, or a UTC date meaning the end of that day.
+    #[arg(long, value_name = "TIME")]
+    pub(crate) to: String,
+    /// Only this team's events in full (the others' as hashes). Team-admins: their own team only.
+    #[arg(long)]
+    pub(crate) team: Option<String>,
+    /// The tree size of a checkpoint pinned earlier: the pack proves consistency with it.
+    #[arg(long, value_name = "SIZE")]
+    pub(crate) since_size: Option<u64>,
+    /// Where to write the pack (mode 0600, written atomically).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) out: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct AuditVerifyPackArgs {
+    /// The evidence pack.
+    pub(crate) file: PathBuf,
+    /// The C2SP verifier key pinned out of band (default: the key the pack carries).
+    #[arg(long, value_name = "VKEY")]
+    pub(crate) key: Option<String>,
 }
 
 #[derive(Debug, Args)]

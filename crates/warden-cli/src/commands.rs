@@ -104,6 +104,11 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<()> {
             print_text(&client.post_for_text("/v1/audit/query", &body)?);
             Ok(())
         }
+        Command::Audit(AuditCommand::Verify(args)) => crate::audit::verify(&client, json, &args),
+        Command::Audit(AuditCommand::Export(args)) => {
+            crate::audit::export(&cli.server, cli.token.as_deref(), json, &args)
+        }
+        Command::Audit(AuditCommand::VerifyPack(args)) => crate::audit::verify_pack(json, &args),
         Command::Govern(args) => {
             let format = if json { OutputFormat::Json } else { args.format };
             let path = format!("/v1/govern/{}?format={}", args.report.as_str(), format.as_str());

@@ -5,6 +5,7 @@
 //! (a policy or a permission said no).
 
 mod agent_auth;
+mod audit;
 mod cli;
 mod client;
 mod commands;

@@ -80,6 +80,8 @@ pub(crate) fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(audit::query))
         .routes(routes!(audit::append))
         .routes(routes!(audit::govern))
+        .routes(routes!(audit::verify, audit::verify_get))
+        .routes(routes!(audit::export))
         .routes(routes!(revocations::feed))
         .routes(routes!(revocations::rotate_keys))
         .routes(routes!(agents::tag_agent))
