@@ -13,6 +13,7 @@
 mod support;
 
 mod audit;
+mod audit_integrity;
 mod bad_input;
 mod claude;
 mod conformance;
