@@ -1,11 +1,12 @@
 //! The control plane's side of the audit lake: how each thing Warden records becomes one OCSF event,
 //! and how it gets into the lake.
 //!
-//! Two roads lead in. The gateway's events (and those standalone gateways ship) are appended to the
-//! lake directly by [`LakeAudit`], durably before a call is forwarded. Registry changes, credential
-//! events and hook events are first written to the store's change log in the same transaction as the
-//! change (the store's invariant), and the [`Forwarder`] carries them into the lake, in order, each
-//! under the id `change-<seq>`, so carrying one twice stores it once. One stream, one format.
+//! Two roads lead in. The gateway's events (and those standalone gateways ship), Claude Code hook
+//! events (`routes/hooks.rs`) and OTLP telemetry (`routes/otlp.rs`) are appended to the lake directly,
+//! durably before the answer. Registry changes and credential events are first written to the store's
+//! change log in the same transaction as the change (the store's invariant), and the [`Forwarder`]
+//! carries them into the lake, in order, each under the id `change-<seq>`, so carrying one twice
+//! stores it once. One stream, one format.
 
 use std::path::PathBuf;
 use std::sync::Arc;
