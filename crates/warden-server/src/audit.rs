@@ -504,7 +504,11 @@ mod tests {
         let event = gateway_event("e2".to_owned(), &outcome, None);
         assert_eq!(event.warden.call_id.as_deref(), Some("c1"));
         assert_eq!(event.duration, Some(250));
-        assert!(String::from_utf8(event.canonical_bytes()).unwrap().contains("\"duration\":250"));
+        assert!(
+            String::from_utf8(event.canonical_bytes())
+                .unwrap()
+                .contains("\"duration\":250")
+        );
         event.validate().unwrap();
     }
 }
