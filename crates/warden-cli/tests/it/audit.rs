@@ -107,7 +107,8 @@ fn every_change_and_credential_is_in_the_lake_and_each_role_sees_its_share() {
             ],
         );
         assert!(out.status.success(), "{}", stderr(&out));
-        stdout(&out)
+        // CSV lines end with CRLF (RFC 4180).
+        stdout(&out).replace("\r\n", "\n")
     };
     assert_eq!(teams(&payments_admin), "team\npayments\n");
     assert_eq!(teams(&auditor), "team\nops\npayments\n");
