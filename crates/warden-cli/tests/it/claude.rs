@@ -267,44 +267,42 @@ fn real_claude_code_in_a_golden_path_project() {
     assert_eq!(sub["is_error"], false, "{sub}");
     assert!(!model.seen.lock().unwrap().is_empty());
 
+    // The hook recorded every decision in the audit lake, a subagent's under its own identity. The
+    // lake keeps no tool input, so the calls are told apart by who made them and how they were decided.
     let events = p.hook_events();
     let decisions: Vec<(String, String, String)> = events
         .iter()
-        .filter(|e| e["action"] == "hook.pre_tool_use")
+        .filter(|e| e["activity_name"] == "decide_tool_call")
         .map(|e| {
             (
-                e["actor"].as_str().unwrap().to_owned(),
-                e["after"]["tool_input"]["command"].as_str().unwrap_or("").to_owned(),
-                e["after"]["decision"].as_str().unwrap().to_owned(),
+                e["agent_id"].as_str().unwrap().to_owned(),
+                e["tool"].as_str().unwrap_or("").to_owned(),
+                e["decision"].as_str().unwrap().to_owned(),
             )
         })
         .collect();
     let agent = p.agent.clone();
     assert!(
-        decisions.contains(&(agent.clone(), "echo allowed".to_owned(), "allow".to_owned())),
+        decisions.contains(&(agent.clone(), "Bash".to_owned(), "allow".to_owned())),
         "{decisions:?}"
     );
     assert!(
-        decisions.contains(&(agent.clone(), "rm -rf ./nothing-here".to_owned(), "deny".to_owned())),
+        decisions.contains(&(agent.clone(), "Bash".to_owned(), "deny".to_owned())),
         "{decisions:?}"
     );
     let from_subagent = decisions
         .iter()
-        .find(|(_, command, _)| command == "echo from-subagent")
-        .unwrap_or_else(|| panic!("{decisions:?}"));
-    assert!(
-        from_subagent.0.starts_with(&format!("{agent}/general-purpose-")),
-        "{from_subagent:?}"
-    );
-    assert_eq!(from_subagent.2, "allow");
-    let actions: Vec<&str> = events.iter().map(|e| e["action"].as_str().unwrap()).collect();
+        .find(|(acting, _, _)| acting.starts_with(&format!("{agent}/general-purpose-")))
+        .unwrap_or_else(|| panic!("no decision under a subagent's identity: {decisions:?}"));
+    assert_eq!(from_subagent.2, "allow", "{from_subagent:?}");
+    let actions: Vec<&str> = events.iter().map(|e| e["activity_name"].as_str().unwrap()).collect();
     for expected in [
-        "hook.session_start",
-        "hook.user_prompt_submit",
-        "hook.post_tool_use",
-        "hook.subagent_start",
-        "hook.stop",
-        "hook.session_end",
+        "start_session",
+        "submit_prompt",
+        "call_tool",
+        "start_subagent",
+        "stop_turn",
+        "end_session",
     ] {
         assert!(actions.contains(&expected), "{expected} in {actions:?}");
     }

@@ -187,14 +187,28 @@ fn the_gateway_passes_the_conformance_scenarios_it_should() {
         );
     }
 
-    // The suite's calls were decided and recorded like any agent's, the tool error as an error.
-    let events = admin.get("/v1/events?limit=10000").body;
+    // The suite's calls were decided and recorded like any agent's, the tool error as an error, in the
+    // audit lake (outcomes are written after the answer: wait until every decision has one).
+    let sql = "SELECT activity_name, server, tool, decision, status_id FROM events WHERE class_uid = 6003 \
+               AND activity_name IN ('decide_tool_call', 'call_tool') ORDER BY seq";
+    let mut events = Vec::new();
+    for _ in 0..100 {
+        events = admin.audit(sql);
+        let count = |name: &str| events.iter().filter(|e| e["activity_name"] == name).count();
+        if count("decide_tool_call") == count("call_tool") {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
     let recorded_on = |server: &str, kind: &str, tool: &str| {
+        let activity = if kind == "decision" {
+            "decide_tool_call"
+        } else {
+            "call_tool"
+        };
         events
-            .as_array()
-            .unwrap()
             .iter()
-            .filter(|e| e["after"]["kind"] == kind && e["after"]["tool"] == tool && e["after"]["server"] == server)
+            .filter(|e| e["activity_name"] == activity && e["tool"] == tool && e["server"] == server)
             .cloned()
             .collect::<Vec<_>>()
     };
@@ -202,19 +216,20 @@ fn the_gateway_passes_the_conformance_scenarios_it_should() {
     // Calls to tools server-everything does not offer are refused, and recorded as denies all the same.
     let unknown = recorded_on("everything", "decision", "test_simple_text");
     assert!(
-        !unknown.is_empty() && unknown.iter().all(|e| e["after"]["decision"] == "deny"),
+        !unknown.is_empty() && unknown.iter().all(|e| e["decision"] == "deny"),
         "{unknown:?}"
     );
     for tool in ["test_simple_text", "test_multiple_content_types", "test_error_handling"] {
         let decisions = recorded("decision", tool);
         assert!(
-            !decisions.is_empty() && decisions.iter().all(|e| e["after"]["decision"] == "allow"),
+            !decisions.is_empty() && decisions.iter().all(|e| e["decision"] == "allow"),
             "{tool}: {decisions:?}"
         );
         let outcomes = recorded("outcome", tool);
-        let status = if tool == "test_error_handling" { "error" } else { "ok" };
+        // OCSF status: 1 success, 2 failure.
+        let status = if tool == "test_error_handling" { 2 } else { 1 };
         assert!(
-            !outcomes.is_empty() && outcomes.iter().all(|e| e["after"]["status"] == status),
+            !outcomes.is_empty() && outcomes.iter().all(|e| e["status_id"] == status),
             "{tool}: {outcomes:?}"
         );
     }
