@@ -224,30 +224,15 @@ pub(crate) fn change_event(change: &ChangeEvent) -> AuditEvent {
         ("credential", "issue") => {
             AuditEvent::credential_issued(id, time, &agent_subject(&change.target), &credential())
         }
-        ("credential", "delegate") => AuditEvent::credential_change(
-            id,
-            time,
-            &agent_subject(&change.target),
-            AccessChange::Delegated,
-            &credential(),
-            by.as_deref(),
-        ),
-        ("credential", "revoke") => AuditEvent::credential_change(
-            id,
-            time,
-            &agent_subject(&change.target),
-            AccessChange::Revoked,
-            &credential(),
-            by.as_deref(),
-        ),
-        ("credential", "suspend") => AuditEvent::credential_change(
-            id,
-            time,
-            &agent_subject(&change.target),
-            AccessChange::Suspended,
-            &credential(),
-            by.as_deref(),
-        ),
+        ("credential", verb @ ("delegate" | "revoke" | "suspend")) => {
+            let access = match verb {
+                "delegate" => AccessChange::Delegated,
+                "revoke" => AccessChange::Revoked,
+                _ => AccessChange::Suspended,
+            };
+            let subject = agent_subject(&change.target);
+            AuditEvent::credential_change(id, time, &subject, access, &credential(), by.as_deref())
+        }
         (_, "refuse") => {
             let reason = str_of(details, &["reason", "message", "error"]).unwrap_or_default();
             let finding = Finding {
