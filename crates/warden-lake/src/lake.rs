@@ -34,7 +34,7 @@ use tokio::sync::oneshot;
 
 use crate::checkpoint::{LogKey, SignedCheckpoint, VerifierKey};
 use crate::event::{AuditEvent, now_ms};
-use crate::merkle::{self, Frontier, Hash};
+use crate::merkle::{self, BlockHashes, Frontier, Hash};
 use crate::schema::{self, Row};
 use crate::segment::{self, ManifestEntry, ParquetOptions, Stored};
 use crate::wal::{self, Wal};
@@ -61,6 +61,10 @@ pub struct LakeConfig {
     /// zstd level of the `raw_canonical` column (most of the bytes on disk).
     pub canonical_zstd_level: i32,
     pub row_group_rows: usize,
+    /// Events per block of the Merkle tree the lake keeps (block roots in the manifest, not a hash
+    /// per event); a power of two, fixed when the lake is created (stored in `lake.json`). Proofs
+    /// read at most a few blocks of events.
+    pub block_leaves: u64,
 }
 
 impl Default for LakeConfig {
@@ -75,6 +79,7 @@ impl Default for LakeConfig {
             zstd_level: 3,
             canonical_zstd_level: 8,
             row_group_rows: 131_072,
+            block_leaves: merkle::BLOCK_LEAVES,
         }
     }
 }
@@ -123,8 +128,9 @@ fn io_err(path: &Path, e: impl std::fmt::Display) -> LakeError {
 pub struct Receipt {
     /// Position in the log (= Merkle leaf index, `metadata.sequence`).
     pub seq: u64,
-    /// SHA-256(0x00 ‖ canonical bytes).
-    pub leaf_hash: Hash,
+    /// SHA-256(0x00 ‖ canonical bytes); for a duplicate, known only while the original is in the
+    /// log's last, incomplete block of 65,536 events (the lake keeps older leaves as block roots).
+    pub leaf_hash: Option<Hash>,
     /// False when an event with this id was already in the log: nothing was stored and this is the
     /// original event's receipt.
     pub new: bool,
@@ -141,10 +147,13 @@ pub struct Snapshot {
     pub size: u64,
 }
 
+/// `lake.json`: what is fixed when a lake is created.
 #[derive(Serialize, Deserialize)]
-struct LakeMeta {
+pub(crate) struct LakeMeta {
     format: u32,
-    origin: String,
+    pub(crate) origin: String,
+    /// Events per block of the stored Merkle tree.
+    pub(crate) block_leaves: u64,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -154,12 +163,14 @@ struct CheckpointLine {
 }
 
 pub(crate) const CHECKPOINTS: &str = "checkpoints.jsonl";
+/// `lake.json`'s format: 2 since the manifest records block roots and files hold no leaf hashes.
+const LAKE_FORMAT: u32 = 2;
 pub(crate) const KEY_FILE: &str = "log-key.pem";
 
 /// State shared between the handle, the writer and the sealer.
 pub(crate) struct State {
-    /// Every leaf hash; index = seq.
-    pub(crate) leaves: Vec<Hash>,
+    /// The Merkle tree: roots of complete 65,536-event blocks and the leaves after them.
+    pub(crate) tree: BlockHashes,
     /// Durable events not yet recorded as sealed, oldest first; `tail[0]` has seq `tail_base`.
     pub(crate) tail: Vec<Arc<Stored>>,
     pub(crate) tail_base: u64,
@@ -232,6 +243,8 @@ enum Command {
 struct SealJob {
     from: u64,
     to: u64,
+    /// Roots of the blocks that end inside `[from, to)`.
+    blocks: Vec<Hash>,
     checkpoint: SignedCheckpoint,
     wal_segments: Vec<PathBuf>,
     waiters: Vec<Reply<()>>,
@@ -290,6 +303,12 @@ impl Lake {
         if config.seal_max_events == 0 || config.max_batch_events == 0 || config.row_group_rows == 0 {
             return Err(LakeError::Config("event counts must be positive".to_owned()));
         }
+        if !config.block_leaves.is_power_of_two() {
+            return Err(LakeError::Config(format!(
+                "block_leaves must be a power of two, not {}",
+                config.block_leaves
+            )));
+        }
         segment::writer_properties(config.parquet_options()).map_err(LakeError::Config)?;
         create_private_dir(dir).map_err(|e| io_err(dir, e))?;
         let lock = OpenOptions::new()
@@ -310,21 +329,21 @@ impl Lake {
                 Err(fs::TryLockError::Error(e)) => return Err(io_err(dir, e)),
             }
         }
-        let origin = load_origin(dir, &config.origin)?;
+        let meta = load_meta(dir, &config)?;
+        let (origin, bl) = (meta.origin, meta.block_leaves);
         let key = LogKey::load_or_create(&dir.join(KEY_FILE), &origin).map_err(|e| io_err(dir, e))?;
         fs::create_dir_all(dir.join(segment::EVENTS_DIR)).map_err(|e| io_err(dir, e))?;
 
         // Sealed segments.
         let manifest = segment::read_manifest(dir, true).map_err(LakeError::Damaged)?;
         remove_unrecorded_files(dir, &manifest)?;
-        let mut leaves: Vec<Hash> = Vec::new();
         let mut ids: HashMap<u128, u64> = HashMap::new();
         let mut last_logged = 0i64;
-        load_sealed(dir, &manifest, &mut leaves, &mut ids)?;
+        let mut tree = load_sealed(dir, &manifest, bl, &mut ids)?;
         if let Some(last) = manifest.last() {
             last_logged = last.last_logged_time;
         }
-        let sealed_next = leaves.len() as u64;
+        let sealed_next = tree.len();
 
         // The WAL.
         let wal_dir = dir.join("wal");
@@ -343,7 +362,7 @@ impl Lake {
                 )));
             }
             let leaf = merkle::leaf_hash(&frame.payload);
-            leaves.push(leaf);
+            tree.push(leaf);
             ids.insert(id_key(event.id()), frame.seq);
             last_logged = last_logged.max(event.metadata.logged_time.unwrap_or(0));
             tail.push(Arc::new(Stored {
@@ -357,7 +376,7 @@ impl Lake {
         }
 
         // Checkpoints: sign one for the recovered tree if the last one is older.
-        let frontier = Frontier::from_leaves(&leaves);
+        let frontier = Frontier::from_blocks(&tree);
         let shared_key = key;
         let latest = read_latest_checkpoint(dir, &shared_key)?;
         let shared = Arc::new(Shared {
@@ -368,7 +387,7 @@ impl Lake {
             files_gate: Mutex::new(()),
             deferred_wal_removals: Mutex::new(Vec::new()),
             state: Mutex::new(State {
-                leaves,
+                tree,
                 tail,
                 tail_base: sealed_next,
                 tail_cache: Vec::new(),
@@ -397,7 +416,7 @@ impl Lake {
             wal: Some(wal),
             frontier,
             ids,
-            next_seq: shared.lock().leaves.len() as u64,
+            next_seq: shared.lock().tree.len(),
             last_logged,
             unsealed_from: sealed_next,
             oldest_unsealed: None,
@@ -463,7 +482,7 @@ impl Lake {
 
     /// Number of events in the log.
     pub fn size(&self) -> u64 {
-        self.inner.shared.lock().leaves.len() as u64
+        self.inner.shared.lock().tree.len()
     }
 
     /// Seals every event appended before this call into Parquet; returns when the files and the
@@ -523,7 +542,7 @@ impl Lake {
                 st.tail[covered..].to_vec(),
                 st.tail_base,
                 files,
-                st.leaves.len() as u64,
+                st.tree.len(),
             )
         };
         // Full chunks are immutable until the next seal: build each once and keep it.
@@ -573,23 +592,17 @@ fn create_private_dir(dir: &Path) -> io::Result<()> {
     fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)
 }
 
-fn load_origin(dir: &Path, wanted: &str) -> Result<String, LakeError> {
+/// Reads `lake.json`, or writes it for a new lake.
+fn load_meta(dir: &Path, config: &LakeConfig) -> Result<LakeMeta, LakeError> {
+    let wanted = config.origin.as_str();
     let path = dir.join("lake.json");
     match fs::read(&path) {
         Ok(bytes) => {
-            let meta: LakeMeta = serde_json::from_slice(&bytes)
-                .map_err(|e| LakeError::Damaged(format!("`{}` is unreadable: {e}", path.display())))?;
-            if meta.format != 1 {
-                return Err(LakeError::Damaged(format!(
-                    "`{}` has unknown format {}",
-                    path.display(),
-                    meta.format
-                )));
-            }
+            let meta = parse_meta(&path, &bytes)?;
             if meta.origin != wanted {
                 tracing::info!(stored = %meta.origin, configured = wanted, "audit lake keeps the origin it was created with");
             }
-            Ok(meta.origin)
+            Ok(meta)
         }
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             if wanted.is_empty() || wanted.contains(['\n', '+', ' ']) {
@@ -597,21 +610,49 @@ fn load_origin(dir: &Path, wanted: &str) -> Result<String, LakeError> {
                     "origin `{wanted}` must be non-empty with no spaces, `+` or newlines"
                 )));
             }
-            let bytes = serde_json::to_vec(&LakeMeta {
-                format: 1,
+            let meta = LakeMeta {
+                format: LAKE_FORMAT,
                 origin: wanted.to_owned(),
-            })
-            .map_err(|e| io_err(&path, e))?;
+                block_leaves: config.block_leaves,
+            };
+            let bytes = serde_json::to_vec(&meta).map_err(|e| io_err(&path, e))?;
             let tmp = dir.join("lake.json.tmp");
             let mut f = File::create(&tmp).map_err(|e| io_err(&tmp, e))?;
             f.write_all(&bytes).map_err(|e| io_err(&tmp, e))?;
             f.sync_all().map_err(|e| io_err(&tmp, e))?;
             fs::rename(&tmp, &path).map_err(|e| io_err(&path, e))?;
             wal::sync_dir(dir).map_err(|e| io_err(dir, e))?;
-            Ok(wanted.to_owned())
+            Ok(meta)
         }
         Err(e) => Err(io_err(&path, e)),
     }
+}
+
+/// Parses and checks the bytes of `lake.json`.
+pub(crate) fn parse_meta(path: &Path, bytes: &[u8]) -> Result<LakeMeta, LakeError> {
+    #[derive(Deserialize)]
+    struct Format {
+        format: u32,
+    }
+    let unreadable = |e: serde_json::Error| LakeError::Damaged(format!("`{}` is unreadable: {e}", path.display()));
+    let format: Format = serde_json::from_slice(bytes).map_err(unreadable)?;
+    if format.format != LAKE_FORMAT {
+        return Err(LakeError::Config(format!(
+            "`{}` has format {} but this Warden reads format {LAKE_FORMAT} (format 1 lakes, from before the \
+             tree was kept as block roots, are not read: export their evidence with the Warden that wrote them)",
+            path.display(),
+            format.format
+        )));
+    }
+    let meta: LakeMeta = serde_json::from_slice(bytes).map_err(unreadable)?;
+    if !meta.block_leaves.is_power_of_two() {
+        return Err(LakeError::Damaged(format!(
+            "`{}`: block_leaves {} is not a power of two",
+            path.display(),
+            meta.block_leaves
+        )));
+    }
+    Ok(meta)
 }
 
 /// Deletes Parquet files a crash left behind before their seal reached the manifest.
@@ -631,31 +672,35 @@ fn remove_unrecorded_files(dir: &Path, manifest: &[ManifestEntry]) -> Result<(),
     Ok(())
 }
 
-/// Loads the leaf hashes and ids of every sealed event.
+/// The blocks (by index) that end inside the seq range `[from, to)`.
+pub(crate) fn blocks_ending_in(from: u64, to: u64, block_leaves: u64) -> std::ops::Range<u64> {
+    from / block_leaves..(to / block_leaves).max(from / block_leaves)
+}
+
+/// Loads the ids of every sealed event and the Merkle tree over them: block roots from the manifest,
+/// and the leaves of the last, incomplete block hashed from its events' canonical bytes.
 fn load_sealed(
     dir: &Path,
     manifest: &[ManifestEntry],
-    leaves: &mut Vec<Hash>,
+    block_leaves: u64,
     ids: &mut HashMap<u128, u64>,
-) -> Result<(), LakeError> {
-    let cols = ["seq", "uid", "leaf_hash"].map(|c| schema::column_index(c).unwrap_or(0));
+) -> Result<BlockHashes, LakeError> {
+    let cols = ["seq", "uid"].map(|c| schema::column_index(c).unwrap_or(0));
+    let mut next = 0u64;
+    let mut blocks: Vec<Hash> = Vec::new();
     for entry in manifest {
-        if entry.first_seq != leaves.len() as u64 || entry.last_seq < entry.first_seq {
+        if entry.first_seq != next || entry.last_seq < entry.first_seq {
             return Err(LakeError::Damaged(format!(
-                "manifest entry {}..={} does not continue the log at seq {}",
-                entry.first_seq,
-                entry.last_seq,
-                leaves.len()
+                "manifest entry {}..={} does not continue the log at seq {next}",
+                entry.first_seq, entry.last_seq,
             )));
         }
-        let n = (entry.last_seq - entry.first_seq + 1) as usize;
-        let base = leaves.len();
-        leaves.resize(base + n, [0u8; 32]);
-        let mut seen = 0usize;
+        let n = entry.last_seq - entry.first_seq + 1;
+        let mut seen = 0u64;
         for file in &entry.files {
             let path = dir.join(&file.path);
             for batch in segment::read_file(&path, Some(&cols)).map_err(LakeError::Damaged)? {
-                let (seq_col, uid_col, leaf_col) = (batch.column(0), batch.column(1), batch.column(2));
+                let (seq_col, uid_col) = (batch.column(0), batch.column(1));
                 for r in 0..batch.num_rows() {
                     let seq = match schema::read_cell(seq_col.as_ref(), schema::Kind::I64, r) {
                         Ok(schema::Cell::Int(v)) if v >= 0 => v as u64,
@@ -664,21 +709,12 @@ fn load_sealed(
                     let Ok(schema::Cell::Str(uid)) = schema::read_cell(uid_col.as_ref(), schema::Kind::Str, r) else {
                         return Err(LakeError::Damaged(format!("`{}` seq {seq}: unreadable uid", file.path)));
                     };
-                    let Ok(schema::Cell::Bytes(leaf)) = schema::read_cell(leaf_col.as_ref(), schema::Kind::Hash32, r)
-                    else {
-                        return Err(LakeError::Damaged(format!(
-                            "`{}` seq {seq}: unreadable leaf_hash",
-                            file.path
-                        )));
-                    };
                     if seq < entry.first_seq || seq > entry.last_seq {
                         return Err(LakeError::Damaged(format!(
                             "`{}` holds seq {seq}, outside its seal {}..={}",
                             file.path, entry.first_seq, entry.last_seq
                         )));
                     }
-                    let slot = &mut leaves[seq as usize];
-                    slot.copy_from_slice(&leaf);
                     ids.insert(id_key(&uid), seq);
                     seen += 1;
                 }
@@ -690,8 +726,43 @@ fn load_sealed(
                 entry.first_seq, entry.last_seq
             )));
         }
+        blocks.extend(entry_blocks(entry, block_leaves)?);
+        next = entry.last_seq + 1;
     }
-    Ok(())
+    let base = blocks.len() as u64 * block_leaves;
+    let recent = if base < next {
+        segment::read_leaves(dir, manifest, base, next).map_err(LakeError::Damaged)?
+    } else {
+        Vec::new()
+    };
+    BlockHashes::from_parts(block_leaves, blocks, recent)
+        .ok_or_else(|| LakeError::Damaged("the manifest's block roots do not cover its events".to_owned()))
+}
+
+/// The block roots a manifest entry records, checked against its range.
+pub(crate) fn entry_blocks(entry: &ManifestEntry, block_leaves: u64) -> Result<Vec<Hash>, LakeError> {
+    let want = blocks_ending_in(entry.first_seq, entry.last_seq + 1, block_leaves);
+    if entry.blocks.len() as u64 != want.end - want.start {
+        return Err(LakeError::Damaged(format!(
+            "manifest entry {}..={} lists {} block roots where {} blocks of {block_leaves} events end",
+            entry.first_seq,
+            entry.last_seq,
+            entry.blocks.len(),
+            want.end - want.start
+        )));
+    }
+    entry
+        .blocks
+        .iter()
+        .map(|h| {
+            merkle::from_hex(h).ok_or_else(|| {
+                LakeError::Damaged(format!(
+                    "manifest entry {}..={}: `{h}` is not a block root",
+                    entry.first_seq, entry.last_seq
+                ))
+            })
+        })
+        .collect()
 }
 
 /// Reads every checkpoint line; returns the last one whose signature verifies.
@@ -950,7 +1021,7 @@ impl Writer {
         {
             let mut st = self.shared.lock();
             for s in &fresh {
-                st.leaves.push(s.leaf);
+                st.tree.push(s.leaf);
                 st.tail.push(s.clone());
             }
             for (request, reply) in slots {
@@ -959,12 +1030,12 @@ impl Writer {
                     .map(|slot| match slot {
                         Slot::New(s) => Receipt {
                             seq: s.seq(),
-                            leaf_hash: s.leaf,
+                            leaf_hash: Some(s.leaf),
                             new: true,
                         },
                         Slot::Dup(seq) => Receipt {
                             seq: *seq,
-                            leaf_hash: st.leaves.get(*seq as usize).copied().unwrap_or([0; 32]),
+                            leaf_hash: st.tree.recent_leaf(*seq),
                             new: false,
                         },
                     })
@@ -1066,9 +1137,15 @@ impl Writer {
         let Some(checkpoint) = self.sign_checkpoint() else {
             return;
         };
+        let blocks = {
+            let st = self.shared.lock();
+            let range = blocks_ending_in(from, to, st.tree.block());
+            st.tree.blocks()[range.start as usize..range.end as usize].to_vec()
+        };
         let job = SealJob {
             from,
             to,
+            blocks,
             checkpoint,
             wal_segments,
             waiters,
@@ -1170,7 +1247,7 @@ fn run_sealer(shared: Arc<Shared>, rx: Receiver<SealJob>, tx: Sender<Command>) {
         } else {
             let _gate = shared.files_gate.lock().unwrap_or_else(|e| e.into_inner());
             segment::write_files(&shared.dir, &events, opts).and_then(|files| {
-                let entry = segment::manifest_entry(&events, files, &job.checkpoint);
+                let entry = segment::manifest_entry(&events, files, &job.blocks, &job.checkpoint);
                 segment::append_manifest(&shared.dir, &entry)
                     .map_err(|e| format!("writing the manifest: {e}"))
                     .map(|()| entry)

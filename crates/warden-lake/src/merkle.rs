@@ -3,8 +3,9 @@
 //!
 //! Leaf hash = SHA-256(0x00 ‖ canonical event bytes); node hash = SHA-256(0x01 ‖ left ‖ right); the tree
 //! over `n` leaves splits at the largest power of two smaller than `n` (RFC 9162 §2.1.1). Proof
-//! generation takes the slice of all leaf hashes; verification needs only the proof, so an auditor can
-//! run it offline. Nothing here does IO.
+//! generation asks a `Subtrees` for subtree hashes: every leaf hash in memory, or `BlockHashes`, the
+//! roots of aligned 65,536-leaf blocks with leaves fetched on demand, as the lake keeps its tree;
+//! verification needs only the proof, so an auditor can run it offline. Nothing here does IO.
 
 use sha2::{Digest, Sha256};
 
@@ -26,6 +27,8 @@ pub enum ProofError {
     BadRange { start: u64, end: u64, size: u64 },
     #[error("{got} leaf hashes given for a range of {want}")]
     WrongLeafCount { got: usize, want: u64 },
+    #[error("{0}")]
+    Source(String),
 }
 
 /// SHA-256(0x00 ‖ data): the hash of one leaf.
@@ -92,12 +95,30 @@ impl Frontier {
         f
     }
 
+    /// The frontier of a tree kept as block roots.
+    pub fn from_blocks(tree: &BlockHashes) -> Self {
+        let mut f = Self::new();
+        let height = tree.block().trailing_zeros();
+        for block in tree.blocks() {
+            f.push_node(height, *block);
+        }
+        for leaf in tree.recent() {
+            f.push(*leaf);
+        }
+        f
+    }
+
     pub fn size(&self) -> u64 {
         self.size
     }
 
     pub fn push(&mut self, leaf: Hash) {
-        let mut node = (0u32, leaf);
+        self.push_node(0, leaf);
+    }
+
+    /// Appends a perfect subtree of `2^height` leaves (the size so far must be a multiple of it).
+    fn push_node(&mut self, height: u32, hash: Hash) {
+        let mut node = (height, hash);
         while let Some(&(height, hash)) = self.nodes.last() {
             if height != node.0 {
                 break;
@@ -106,7 +127,7 @@ impl Frontier {
             node = (height + 1, node_hash(&hash, &node.1));
         }
         self.nodes.push(node);
-        self.size += 1;
+        self.size += 1 << height;
     }
 
     /// The root of the tree so far (RFC 9162 MTH of every pushed leaf).
@@ -122,29 +143,214 @@ impl Frontier {
     }
 }
 
+/// Where proof generation gets the hash of a subtree `[lo, hi)`. Only nodes of the RFC 9162 tree
+/// are asked for: `lo` is a multiple of the largest power of two not above `hi - lo`.
+pub trait Subtrees {
+    /// MTH of the leaves `[lo, hi)` (`lo < hi`); an error says why the leaves could not be had.
+    fn subtree(&mut self, lo: u64, hi: u64) -> Result<Hash, String>;
+}
+
+/// Every leaf hash in memory.
+pub struct Leaves<'a>(pub &'a [Hash]);
+
+impl Subtrees for Leaves<'_> {
+    fn subtree(&mut self, lo: u64, hi: u64) -> Result<Hash, String> {
+        self.0
+            .get(lo as usize..hi as usize)
+            .map(root)
+            .ok_or_else(|| format!("leaves {lo}..{hi} are beyond the {} known", self.0.len()))
+    }
+}
+
+/// Leaves per block of the lake's `BlockHashes` tree.
+pub const BLOCK_LEAVES: u64 = 1 << 16;
+
+/// A growing tree kept as the roots of its complete aligned blocks of `block` leaves (a power of two;
+/// the lake uses `BLOCK_LEAVES`) and the leaves of the incomplete last block: 32 bytes per block
+/// instead of 32 per leaf. A node of the tree at least a block wide starts on a block boundary and,
+/// unless it is the rightmost, ends on one: it is a tree over whole blocks (RFC 9162 splits `k`
+/// blocks exactly where it splits `k` leaves). A narrower node never crosses a block boundary, so it
+/// needs the leaves of one block only.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlockHashes {
+    block: u64,
+    blocks: Vec<Hash>,
+    recent: Vec<Hash>,
+}
+
+impl BlockHashes {
+    /// An empty tree with blocks of `block` leaves (rounded up to a power of two).
+    pub fn new(block: u64) -> Self {
+        BlockHashes {
+            block: block.max(1).next_power_of_two(),
+            blocks: Vec::new(),
+            recent: Vec::new(),
+        }
+    }
+
+    /// From the roots of the first `blocks.len()` blocks and the leaves after them; `None` when
+    /// `recent` is a whole block or more.
+    pub fn from_parts(block: u64, blocks: Vec<Hash>, recent: Vec<Hash>) -> Option<Self> {
+        let mut me = BlockHashes::new(block);
+        if recent.len() as u64 >= me.block {
+            return None;
+        }
+        me.blocks = blocks;
+        me.recent = recent;
+        Some(me)
+    }
+
+    /// Leaves per block.
+    pub fn block(&self) -> u64 {
+        self.block
+    }
+
+    /// Leaves in the tree.
+    pub fn len(&self) -> u64 {
+        self.blocks.len() as u64 * self.block + self.recent.len() as u64
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.blocks.is_empty() && self.recent.is_empty()
+    }
+
+    pub fn push(&mut self, leaf: Hash) {
+        self.recent.push(leaf);
+        if self.recent.len() as u64 == self.block {
+            self.blocks.push(root(&self.recent));
+            self.recent.clear();
+        }
+    }
+
+    /// The roots of the complete blocks, in order.
+    pub fn blocks(&self) -> &[Hash] {
+        &self.blocks
+    }
+
+    /// The leaves of the incomplete last block.
+    pub fn recent(&self) -> &[Hash] {
+        &self.recent
+    }
+
+    /// The leaf hash at `index` if it is in the incomplete last block.
+    pub fn recent_leaf(&self, index: u64) -> Option<Hash> {
+        let base = self.blocks.len() as u64 * self.block;
+        index
+            .checked_sub(base)
+            .and_then(|i| self.recent.get(i as usize))
+            .copied()
+    }
+
+    /// A `Subtrees` over this tree that asks `fetch(block)` for the leaves of a complete block
+    /// when a proof needs a subtree inside it (each block is fetched once, and checked against its
+    /// root).
+    pub fn subtrees<F>(&self, fetch: F) -> BlockSubtrees<'_, F>
+    where
+        F: FnMut(u64) -> Result<Vec<Hash>, String>,
+    {
+        BlockSubtrees {
+            tree: self,
+            fetch,
+            fetched: std::collections::HashMap::new(),
+        }
+    }
+}
+
+/// See `BlockHashes::subtrees`.
+pub struct BlockSubtrees<'a, F> {
+    tree: &'a BlockHashes,
+    fetch: F,
+    fetched: std::collections::HashMap<u64, Vec<Hash>>,
+}
+
+impl<F> BlockSubtrees<'_, F>
+where
+    F: FnMut(u64) -> Result<Vec<Hash>, String>,
+{
+    /// The root of the first `size` leaves.
+    pub fn root(&mut self, size: u64) -> Result<Hash, String> {
+        if size == 0 {
+            return Ok(empty_root());
+        }
+        self.subtree(0, size)
+    }
+}
+
+impl<F> Subtrees for BlockSubtrees<'_, F>
+where
+    F: FnMut(u64) -> Result<Vec<Hash>, String>,
+{
+    fn subtree(&mut self, lo: u64, hi: u64) -> Result<Hash, String> {
+        let tree = self.tree;
+        if lo >= hi || hi > tree.len() {
+            return Err(format!(
+                "subtree {lo}..{hi} is not inside a tree of {} leaves",
+                tree.len()
+            ));
+        }
+        let bl = tree.block;
+        let (first, end) = (lo / bl, hi.div_ceil(bl));
+        if lo.is_multiple_of(bl) && hi.is_multiple_of(bl) {
+            return Ok(root(&tree.blocks[first as usize..end as usize]));
+        }
+        if end - first > 1 {
+            let k = split(hi - lo);
+            let l = self.subtree(lo, lo + k)?;
+            let r = self.subtree(lo + k, hi)?;
+            return Ok(node_hash(&l, &r));
+        }
+        let base = first * bl;
+        let leaves: &[Hash] = if first == tree.blocks.len() as u64 {
+            &tree.recent
+        } else {
+            if !self.fetched.contains_key(&first) {
+                let leaves = (self.fetch)(first)?;
+                if leaves.len() as u64 != bl || root(&leaves) != tree.blocks[first as usize] {
+                    return Err(format!(
+                        "the events {base}..{} do not hash to the log's block root",
+                        base + bl
+                    ));
+                }
+                self.fetched.insert(first, leaves);
+            }
+            &self.fetched[&first]
+        };
+        Ok(root(&leaves[(lo - base) as usize..(hi - base) as usize]))
+    }
+}
+
 /// The inclusion proof of leaf `index` in the tree formed by the first `size` of `leaves` (RFC 9162
 /// §2.1.3.1), leaf-side hash first.
 pub fn inclusion_proof(leaves: &[Hash], index: u64, size: u64) -> Result<Vec<Hash>, ProofError> {
-    if index >= size || size > leaves.len() as u64 {
+    if size > leaves.len() as u64 {
+        return Err(ProofError::IndexOutOfRange { index, size });
+    }
+    inclusion_proof_in(&mut Leaves(leaves), index, size)
+}
+
+/// `inclusion_proof` over any `Subtrees`.
+pub fn inclusion_proof_in(t: &mut (impl Subtrees + ?Sized), index: u64, size: u64) -> Result<Vec<Hash>, ProofError> {
+    if index >= size {
         return Err(ProofError::IndexOutOfRange { index, size });
     }
     let mut out = Vec::new();
-    path(index as usize, &leaves[..size as usize], &mut out);
+    path(t, index, 0, size, &mut out)?;
     Ok(out)
 }
 
-fn path(m: usize, d: &[Hash], out: &mut Vec<Hash>) {
-    if d.len() <= 1 {
-        return;
+fn path(t: &mut (impl Subtrees + ?Sized), m: u64, lo: u64, hi: u64, out: &mut Vec<Hash>) -> Result<(), ProofError> {
+    if hi - lo <= 1 {
+        return Ok(());
     }
-    let k = split(d.len() as u64) as usize;
-    if m < k {
-        path(m, &d[..k], out);
-        out.push(root(&d[k..]));
+    let k = split(hi - lo);
+    if m < lo + k {
+        path(t, m, lo, lo + k, out)?;
+        out.push(t.subtree(lo + k, hi).map_err(ProofError::Source)?);
     } else {
-        path(m - k, &d[k..], out);
-        out.push(root(&d[..k]));
+        path(t, m, lo + k, hi, out)?;
+        out.push(t.subtree(lo, lo + k).map_err(ProofError::Source)?);
     }
+    Ok(())
 }
 
 /// Checks that `leaf` is at `index` in the tree of `size` whose root is `expected_root` (RFC 9162
@@ -213,38 +419,51 @@ fn inclusion_len(index: u64, size: u64) -> usize {
 /// The consistency proof between the trees of the first `from` and the first `to` leaves (RFC 9162
 /// §2.1.4.1). Empty when `from` is 0 or equals `to`.
 pub fn consistency_proof(leaves: &[Hash], from: u64, to: u64) -> Result<Vec<Hash>, ProofError> {
-    if from > to {
-        return Err(ProofError::SizesBackwards { from, to });
-    }
-    if to > leaves.len() as u64 {
+    if to > leaves.len() as u64 && from <= to {
         return Err(ProofError::IndexOutOfRange {
             index: to,
             size: leaves.len() as u64,
         });
     }
+    consistency_proof_in(&mut Leaves(leaves), from, to)
+}
+
+/// `consistency_proof` over any `Subtrees` holding at least `to` leaves.
+pub fn consistency_proof_in(t: &mut (impl Subtrees + ?Sized), from: u64, to: u64) -> Result<Vec<Hash>, ProofError> {
+    if from > to {
+        return Err(ProofError::SizesBackwards { from, to });
+    }
     let mut out = Vec::new();
     if from > 0 && from < to {
-        subproof(from as usize, &leaves[..to as usize], true, &mut out);
+        subproof(t, from, 0, to, true, &mut out)?;
     }
     Ok(out)
 }
 
-fn subproof(m: usize, d: &[Hash], b: bool, out: &mut Vec<Hash>) {
-    let n = d.len();
+fn subproof(
+    t: &mut (impl Subtrees + ?Sized),
+    m: u64,
+    lo: u64,
+    hi: u64,
+    b: bool,
+    out: &mut Vec<Hash>,
+) -> Result<(), ProofError> {
+    let n = hi - lo;
     if m == n {
         if !b {
-            out.push(root(d));
+            out.push(t.subtree(lo, hi).map_err(ProofError::Source)?);
         }
-        return;
+        return Ok(());
     }
-    let k = split(n as u64) as usize;
+    let k = split(n);
     if m <= k {
-        subproof(m, &d[..k], b, out);
-        out.push(root(&d[k..]));
+        subproof(t, m, lo, lo + k, b, out)?;
+        out.push(t.subtree(lo + k, hi).map_err(ProofError::Source)?);
     } else {
-        subproof(m - k, &d[k..], false, out);
-        out.push(root(&d[..k]));
+        subproof(t, m - k, lo + k, hi, false, out)?;
+        out.push(t.subtree(lo, lo + k).map_err(ProofError::Source)?);
     }
+    Ok(())
 }
 
 /// Checks that the tree of size `to` with root `root_to` extends the tree of size `from` with root
@@ -335,26 +554,45 @@ pub fn verify_consistency(
 /// of the tree that lie wholly outside the range, in the order a left-to-right descent meets them.
 /// With every leaf of the range, they recompute the root, so the range is proven complete and in order.
 pub fn range_proof(leaves: &[Hash], start: u64, end: u64, size: u64) -> Result<Vec<Hash>, ProofError> {
-    if start >= end || end > size || size > leaves.len() as u64 {
+    if size > leaves.len() as u64 {
+        return Err(ProofError::BadRange { start, end, size });
+    }
+    range_proof_in(&mut Leaves(leaves), start, end, size)
+}
+
+/// `range_proof` over any `Subtrees` holding at least `size` leaves.
+pub fn range_proof_in(
+    t: &mut (impl Subtrees + ?Sized),
+    start: u64,
+    end: u64,
+    size: u64,
+) -> Result<Vec<Hash>, ProofError> {
+    if start >= end || end > size {
         return Err(ProofError::BadRange { start, end, size });
     }
     let mut out = Vec::new();
-    range_walk(&leaves[..size as usize], 0, start as usize, end as usize, &mut out);
+    range_walk(t, 0, size, start, end, &mut out)?;
     Ok(out)
 }
 
-fn range_walk(d: &[Hash], lo: usize, start: usize, end: usize, out: &mut Vec<Hash>) {
-    let hi = lo + d.len();
+fn range_walk(
+    t: &mut (impl Subtrees + ?Sized),
+    lo: u64,
+    hi: u64,
+    start: u64,
+    end: u64,
+    out: &mut Vec<Hash>,
+) -> Result<(), ProofError> {
     if hi <= start || lo >= end {
-        out.push(root(d));
-        return;
+        out.push(t.subtree(lo, hi).map_err(ProofError::Source)?);
+        return Ok(());
     }
-    if d.len() == 1 {
-        return;
+    if hi - lo == 1 {
+        return Ok(());
     }
-    let k = split(d.len() as u64) as usize;
-    range_walk(&d[..k], lo, start, end, out);
-    range_walk(&d[k..], lo + k, start, end, out);
+    let k = split(hi - lo);
+    range_walk(t, lo, lo + k, start, end, out)?;
+    range_walk(t, lo + k, hi, start, end, out)
 }
 
 /// The root of the tree of `size` given every leaf hash of `[start, end)` and the range proof.
@@ -617,6 +855,22 @@ mod tests {
         }
     }
 
+    #[test]
+    fn a_block_that_does_not_hash_to_its_root_is_refused() {
+        let leaves = leaves_n(20);
+        let mut tree = BlockHashes::new(8);
+        for l in &leaves {
+            tree.push(*l);
+        }
+        let mut t = tree.subtrees(|k| {
+            let mut v = leaves[k as usize * 8..(k as usize + 1) * 8].to_vec();
+            v[3] = leaf_hash(b"forged");
+            Ok(v)
+        });
+        let err = inclusion_proof_in(&mut t, 3, 20).unwrap_err();
+        assert!(err.to_string().contains("events 0..8 do not hash"), "{err}");
+    }
+
     fn leaves_n(n: usize) -> Vec<Hash> {
         (0..n).map(|i| leaf_hash(&(i as u64).to_be_bytes())).collect()
     }
@@ -651,6 +905,36 @@ mod tests {
                 prop_assert!(verify_consistency(from, to, &wrong, &r2, &proof).is_err());
                 prop_assert!(verify_consistency(from, to, &r1, &wrong, &proof).is_err());
             }
+        }
+
+        /// A tree kept as block roots gives the very proofs a tree of every leaf does, fetching
+        /// only the blocks a proof reaches into.
+        #[test]
+        fn block_tree_proofs_match_full_tree(size in 1u64..300, block_log in 0u32..5, a in 0u64..1000, b in 0u64..1000) {
+            let leaves = leaves_n(size as usize);
+            let mut tree = BlockHashes::new(1 << block_log);
+            for l in &leaves {
+                tree.push(*l);
+            }
+            prop_assert_eq!(tree.len(), size);
+            let bl = tree.block() as usize;
+            let mut fetched = 0;
+            let mut t = tree.subtrees(|k| {
+                fetched += 1;
+                Ok(leaves[k as usize * bl..(k as usize + 1) * bl].to_vec())
+            });
+            prop_assert_eq!(t.root(size).unwrap(), root(&leaves));
+            prop_assert_eq!(Frontier::from_blocks(&tree).root(), root(&leaves));
+            let index = a % size;
+            prop_assert_eq!(inclusion_proof_in(&mut t, index, size).unwrap(), inclusion_proof(&leaves, index, size).unwrap());
+            let from = b % (size + 1);
+            prop_assert_eq!(consistency_proof_in(&mut t, from, size).unwrap(), consistency_proof(&leaves, from, size).unwrap());
+            let end = index + 1 + b % (size - index);
+            prop_assert_eq!(range_proof_in(&mut t, index, end, size).unwrap(), range_proof(&leaves, index, end, size).unwrap());
+            prop_assert!(fetched <= 4, "fetched {} blocks", fetched);
+            // The block roots and the recent leaves rebuild the same tree.
+            let again = BlockHashes::from_parts(tree.block(), tree.blocks().to_vec(), tree.recent().to_vec()).unwrap();
+            prop_assert_eq!(&again, &tree);
         }
 
         #[test]

@@ -235,12 +235,15 @@ impl Lake {
             )));
         }
         let shared = self.shared().clone();
-        let (leaves, manifest, tail) = {
+        let (tree, manifest, tail) = {
             let st = shared.lock();
-            (st.leaves.clone(), st.manifest.clone(), st.tail.clone())
+            (st.tree.clone(), st.manifest.clone(), st.tail.clone())
         };
-        let n = leaves.len() as u64;
-        let root = merkle::root(&leaves);
+        let n = tree.len();
+        let root = tree
+            .subtrees(|_| Err("the root needs no leaves".to_owned()))
+            .root(n)
+            .map_err(LakeError::Damaged)?;
         let checkpoint = {
             let latest = self.checkpoint();
             if latest.size == n && latest.root == root {
@@ -298,12 +301,6 @@ impl Lake {
                             .map_err(|e| LakeError::Damaged(format!("`{}` row {r}: {e}", file.path)))?;
                         let seq = event.metadata.sequence.unwrap_or(u64::MAX);
                         let leaf = merkle::leaf_hash(&canonical);
-                        if leaves.get(seq as usize) != Some(&leaf) {
-                            return Err(LakeError::Damaged(format!(
-                                "`{}` seq {seq} does not match the log; run `warden audit verify`",
-                                file.path
-                            )));
-                        }
                         events.insert(seq, Arc::new(Stored { event, canonical, leaf }));
                     }
                 }
@@ -336,9 +333,33 @@ impl Lake {
                 )));
             }
         }
-        let boundary = |seq: u64| -> Result<Option<Boundary>, LakeError> {
+        // Proofs need the leaves of the blocks they reach into: from the events read above, or
+        // from the files (each block is checked against the root the log keeps for it).
+        let mut subtrees = tree.subtrees(|k| {
+            let (lo, hi) = (k * tree.block(), (k + 1) * tree.block());
+            let mut leaves: Vec<Option<Hash>> = (lo..hi).map(|seq| events.get(&seq).map(|s| s.leaf)).collect();
+            let missing: Vec<u64> = (lo..hi).filter(|seq| !events.contains_key(seq)).collect();
+            if let (Some(&first), Some(&last)) = (missing.first(), missing.last()) {
+                let read = segment::read_leaves(&shared.dir, &manifest, first, last + 1)?;
+                for (seq, leaf) in (first..=last).zip(read) {
+                    leaves[(seq - lo) as usize] = Some(leaf);
+                }
+            }
+            leaves
+                .into_iter()
+                .collect::<Option<Vec<Hash>>>()
+                .ok_or_else(|| format!("events {lo}..{hi} are not all in the lake"))
+        });
+        let damaged =
+            |e: merkle::ProofError| LakeError::Damaged(format!("{e}; run `warden audit verify` to see what changed"));
+        let mut boundary = |seq: u64| -> Result<Option<Boundary>, LakeError> {
             let Some(s) = events.get(&seq) else { return Ok(None) };
-            let proof = merkle::inclusion_proof(&leaves, seq, n).map_err(|e| LakeError::Damaged(e.to_string()))?;
+            let proof = merkle::inclusion_proof_in(&mut subtrees, seq, n).map_err(damaged)?;
+            merkle::verify_inclusion(seq, n, &s.leaf, &proof, &root).map_err(|e| {
+                LakeError::Damaged(format!(
+                    "event seq {seq} as stored is not the one in the log ({e}); run `warden audit verify`"
+                ))
+            })?;
             Ok(Some(Boundary {
                 seq,
                 canonical: String::from_utf8_lossy(&s.canonical).into_owned(),
@@ -348,17 +369,22 @@ impl Lake {
         let before = if a > 0 { boundary(a - 1)? } else { None };
         let after = if b < n { boundary(b)? } else { None };
         let range = if a < b {
-            hexes(&merkle::range_proof(&leaves, a, b, n).map_err(|e| LakeError::Damaged(e.to_string()))?)
+            let proof = merkle::range_proof_in(&mut subtrees, a, b, n).map_err(damaged)?;
+            let range_leaves: Vec<Hash> = (a..b).filter_map(|seq| events.get(&seq).map(|s| s.leaf)).collect();
+            if merkle::root_from_range(a, b, n, &range_leaves, &proof).ok() != Some(root) {
+                return Err(LakeError::Damaged(format!(
+                    "events {a}..{b} as stored are not the ones in the log; run `warden audit verify`"
+                )));
+            }
+            hexes(&proof)
         } else {
             Vec::new()
         };
         let consistency = match req.since_size {
             Some(m) if m <= n => Some(Consistency {
                 from_size: m,
-                from_root: merkle::to_hex(&merkle::root(&leaves[..m as usize])),
-                hashes: hexes(
-                    &merkle::consistency_proof(&leaves, m, n).map_err(|e| LakeError::Damaged(e.to_string()))?,
-                ),
+                from_root: merkle::to_hex(&subtrees.root(m).map_err(LakeError::Damaged)?),
+                hashes: hexes(&merkle::consistency_proof_in(&mut subtrees, m, n).map_err(damaged)?),
             }),
             Some(m) => {
                 return Err(LakeError::Config(format!(
@@ -857,12 +883,7 @@ pub fn verify_pack_with_key(path: &Path, pinned: Option<&str>) -> Result<PackRep
                     format!("seq {seq}: canonical bytes differ from events.jsonl"),
                 ));
             }
-            let leaf = merkle::leaf_hash(line);
-            let want = schema::expected_cells(&Row {
-                event,
-                leaf_hash: &leaf,
-                canonical: line,
-            });
+            let want = schema::expected_cells(&Row { event, canonical: line });
             for (i, col) in COLUMNS.iter().enumerate() {
                 let got = schema::read_cell(batch.column(i).as_ref(), col.kind, r)
                     .map_err(|e| altered("events.parquet", format!("seq {seq} column `{}`: {e}", col.name)))?;

@@ -1,22 +1,20 @@
 //! The flat Arrow/Parquet layout of the `events` table: one typed column per field engines filter or
-//! group on, plus `leaf_hash` and `raw_canonical` (the exact bytes that were hashed). This module owns
+//! group on, plus `raw_canonical` (the exact bytes that were hashed into the log). This module owns
 //! the column list, how an event becomes a row, how rows become a `RecordBatch`, and how a stored row
 //! is read back for verification — one code path for sealing, the tail and `verify`.
 
 use std::sync::{Arc, OnceLock};
 
 use arrow_array::builder::{
-    BinaryBuilder, FixedSizeBinaryBuilder, Int32Builder, Int64Builder, ListBuilder, StringBuilder,
-    TimestampMillisecondBuilder,
+    BinaryBuilder, Int32Builder, Int64Builder, ListBuilder, StringBuilder, TimestampMillisecondBuilder,
 };
 use arrow_array::{
-    Array, ArrayRef, BinaryArray, FixedSizeBinaryArray, Int32Array, Int64Array, ListArray, RecordBatch, StringArray,
+    Array, ArrayRef, BinaryArray, Int32Array, Int64Array, ListArray, RecordBatch, StringArray,
     TimestampMillisecondArray,
 };
 use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
 
 use crate::event::AuditEvent;
-use crate::merkle::Hash;
 
 /// The physical type of a column.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,7 +24,6 @@ pub(crate) enum Kind {
     TimestampMs,
     Str,
     StrList,
-    Hash32,
     Bytes,
 }
 
@@ -38,10 +35,9 @@ pub(crate) struct Column {
     pub(crate) get: for<'a> fn(&'a Row<'a>) -> Val<'a>,
 }
 
-/// An event with its integrity fields, as the schema sees it.
+/// An event with its canonical bytes, as the schema sees it.
 pub(crate) struct Row<'a> {
     pub(crate) event: &'a AuditEvent,
-    pub(crate) leaf_hash: &'a Hash,
     pub(crate) canonical: &'a [u8],
 }
 
@@ -212,7 +208,6 @@ pub(crate) static COLUMNS: &[Column] = &[
         .finding_info
         .as_ref()
         .map_or(Val::Null, |x| Val::Str(&x.title))),
-    col!("leaf_hash", Hash32, false, |r| Val::Bytes(r.leaf_hash)),
     col!("raw_canonical", Bytes, false, |r| Val::Bytes(r.canonical)),
 ];
 
@@ -228,7 +223,6 @@ fn data_type(kind: Kind) -> DataType {
         Kind::TimestampMs => DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())),
         Kind::Str => DataType::Utf8,
         Kind::StrList => DataType::List(Arc::new(Field::new("item", DataType::Utf8, true))),
-        Kind::Hash32 => DataType::FixedSizeBinary(32),
         Kind::Bytes => DataType::Binary,
     }
 }
@@ -254,7 +248,6 @@ enum Builder {
     Ts(TimestampMillisecondBuilder),
     Str(StringBuilder),
     List(ListBuilder<StringBuilder>),
-    Hash(FixedSizeBinaryBuilder),
     Bytes(BinaryBuilder),
 }
 
@@ -266,7 +259,6 @@ impl Builder {
             Kind::TimestampMs => Builder::Ts(TimestampMillisecondBuilder::with_capacity(cap).with_timezone("UTC")),
             Kind::Str => Builder::Str(StringBuilder::with_capacity(cap, cap * 16)),
             Kind::StrList => Builder::List(ListBuilder::new(StringBuilder::new())),
-            Kind::Hash32 => Builder::Hash(FixedSizeBinaryBuilder::with_capacity(cap, 32)),
             Kind::Bytes => Builder::Bytes(BinaryBuilder::with_capacity(cap, cap * 400)),
         }
     }
@@ -290,7 +282,6 @@ impl Builder {
                 b.append(true);
             }
             (Builder::List(b), Val::Null) => b.append(false),
-            (Builder::Hash(b), Val::Bytes(v)) => b.append_value(v).map_err(|e| e.to_string())?,
             (Builder::Bytes(b), Val::Bytes(v)) => b.append_value(v),
             (_, val) => return Err(format!("value {:?} does not fit the column type", val.to_cell())),
         }
@@ -304,7 +295,6 @@ impl Builder {
             Builder::Ts(mut b) => Arc::new(b.finish()),
             Builder::Str(mut b) => Arc::new(b.finish()),
             Builder::List(mut b) => Arc::new(b.finish()),
-            Builder::Hash(mut b) => Arc::new(b.finish()),
             Builder::Bytes(mut b) => Arc::new(b.finish()),
         }
     }
@@ -356,12 +346,6 @@ pub(crate) fn read_cell(array: &dyn Array, kind: Kind, row: usize) -> Result<Cel
             let strings = values.as_any().downcast_ref::<StringArray>().ok_or_else(wrong)?;
             Cell::List((0..strings.len()).map(|i| strings.value(i).to_owned()).collect())
         }
-        Kind::Hash32 => Cell::Bytes(
-            any.downcast_ref::<FixedSizeBinaryArray>()
-                .ok_or_else(wrong)?
-                .value(row)
-                .to_vec(),
-        ),
         Kind::Bytes => Cell::Bytes(any.downcast_ref::<BinaryArray>().ok_or_else(wrong)?.value(row).to_vec()),
     })
 }
@@ -375,7 +359,6 @@ pub(crate) fn expected_cells(row: &Row<'_>) -> Vec<Cell> {
 mod tests {
     use super::*;
     use crate::event::tests::every_kind;
-    use crate::merkle::leaf_hash;
 
     #[test]
     fn every_kind_roundtrips_through_a_batch() {
@@ -386,16 +369,10 @@ mod tests {
             e.metadata.logged_time = Some(1_764_000_000_000 + n as i64);
             bytes.push(e.canonical_bytes());
         }
-        let hashes: Vec<Hash> = bytes.iter().map(|b| leaf_hash(b)).collect();
         let rows: Vec<Row<'_>> = events
             .iter()
             .zip(&bytes)
-            .zip(&hashes)
-            .map(|((event, canonical), leaf_hash)| Row {
-                event,
-                leaf_hash,
-                canonical,
-            })
+            .map(|(event, canonical)| Row { event, canonical })
             .collect();
         let batch = to_batch(&rows).unwrap();
         assert_eq!(batch.num_rows(), events.len());

@@ -44,7 +44,6 @@ impl Stored {
     pub(crate) fn row(&self) -> Row<'_> {
         Row {
             event: &self.event,
-            leaf_hash: &self.leaf,
             canonical: &self.canonical,
         }
     }
@@ -78,6 +77,10 @@ pub struct ManifestEntry {
     /// The covering checkpoint's signed note.
     pub checkpoint: String,
     pub files: Vec<SegmentFile>,
+    /// Roots (hex) of the aligned blocks of `block_leaves` events (`lake.json`) that end inside this
+    /// seal, in order: the lake keeps its tree as block roots instead of a hash per event.
+    #[serde(default)]
+    pub blocks: Vec<String>,
 }
 
 pub(crate) const MANIFEST: &str = "manifest.jsonl";
@@ -117,7 +120,7 @@ pub(crate) fn writer_properties(opts: ParquetOptions) -> Result<WriterProperties
         ]))
         .set_key_value_metadata(Some(vec![KeyValue::new(
             "warden.lake.format".to_owned(),
-            "1".to_owned(),
+            "2".to_owned(),
         )]));
     // The canonical bytes are most of a row: compress them harder, over larger pages (more context).
     b = b
@@ -125,8 +128,6 @@ pub(crate) fn writer_properties(opts: ParquetOptions) -> Result<WriterProperties
         .set_column_data_page_size_limit(col("raw_canonical"), 8 << 20)
         .set_column_dictionary_enabled(col("raw_canonical"), false)
         .set_column_statistics_enabled(col("raw_canonical"), EnabledStatistics::None)
-        .set_column_dictionary_enabled(col("leaf_hash"), false)
-        .set_column_statistics_enabled(col("leaf_hash"), EnabledStatistics::None)
         // UUIDv7 ids share their time prefix.
         .set_column_dictionary_enabled(col("uid"), false)
         .set_column_encoding(col("uid"), Encoding::DELTA_BYTE_ARRAY);
@@ -243,6 +244,7 @@ pub(crate) fn write_files(
 pub(crate) fn manifest_entry(
     events: &[Arc<Stored>],
     files: Vec<SegmentFile>,
+    blocks: &[Hash],
     checkpoint: &SignedCheckpoint,
 ) -> ManifestEntry {
     let leaves: Vec<Hash> = events.iter().map(|e| e.leaf).collect();
@@ -255,6 +257,7 @@ pub(crate) fn manifest_entry(
         checkpoint_size: checkpoint.size,
         checkpoint: checkpoint.note.clone(),
         files,
+        blocks: blocks.iter().map(merkle::to_hex).collect(),
     }
 }
 
@@ -311,6 +314,46 @@ pub(crate) fn read_file(path: &Path, columns: Option<&[usize]>) -> Result<Vec<Re
     reader
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| format!("reading `{}`: {e}", path.display()))
+}
+
+/// The leaf hashes of the sealed events `[lo, hi)`, hashed from their canonical bytes in the files
+/// the manifest lists.
+pub(crate) fn read_leaves(dir: &Path, manifest: &[ManifestEntry], lo: u64, hi: u64) -> Result<Vec<Hash>, String> {
+    let cols = ["seq", "raw_canonical"].map(|c| schema::column_index(c).unwrap_or(0));
+    let mut out: Vec<Option<Hash>> = vec![None; (hi - lo) as usize];
+    let files = manifest
+        .iter()
+        .filter(|m| m.last_seq >= lo && m.first_seq < hi)
+        .flat_map(|m| m.files.iter())
+        .filter(|f| f.max_seq >= lo && f.min_seq < hi);
+    for file in files {
+        for batch in read_file(&dir.join(&file.path), Some(&cols))? {
+            let (Some(seqs), Some(raws)) = (batch.column_by_name("seq"), batch.column_by_name("raw_canonical")) else {
+                return Err(format!("`{}` lacks the seq or raw_canonical column", file.path));
+            };
+            for r in 0..batch.num_rows() {
+                let Ok(schema::Cell::Int(seq)) = schema::read_cell(seqs.as_ref(), schema::Kind::I64, r) else {
+                    return Err(format!("`{}` row {r}: unreadable seq", file.path));
+                };
+                let Some(slot) = u64::try_from(seq)
+                    .ok()
+                    .filter(|s| (lo..hi).contains(s))
+                    .map(|s| (s - lo) as usize)
+                else {
+                    continue;
+                };
+                let Ok(schema::Cell::Bytes(canonical)) = schema::read_cell(raws.as_ref(), schema::Kind::Bytes, r)
+                else {
+                    return Err(format!("`{}` seq {seq}: unreadable raw_canonical", file.path));
+                };
+                out[slot] = Some(merkle::leaf_hash(&canonical));
+            }
+        }
+    }
+    out.into_iter()
+        .enumerate()
+        .map(|(i, h)| h.ok_or_else(|| format!("event seq {} is in no sealed file", lo + i as u64)))
+        .collect()
 }
 
 /// SHA-256 of a file, hex.

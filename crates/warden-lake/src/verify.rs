@@ -171,7 +171,7 @@ impl Checker {
 /// Verifies the lake in `dir` with the public key derived from its own `log-key.pem`. An auditor
 /// should prefer `verify_with_key` with the verifier key pinned out of band.
 pub fn verify(dir: &Path) -> Result<Report, LakeError> {
-    let origin = read_origin(dir)?;
+    let origin = read_meta(dir)?.origin;
     let key = LogKey::load(&dir.join(lake::KEY_FILE), &origin).map_err(|e| LakeError::Io {
         path: dir.join(lake::KEY_FILE),
         message: e.to_string(),
@@ -179,18 +179,13 @@ pub fn verify(dir: &Path) -> Result<Report, LakeError> {
     verify_with_key(dir, &key.verifier_key())
 }
 
-fn read_origin(dir: &Path) -> Result<String, LakeError> {
+fn read_meta(dir: &Path) -> Result<lake::LakeMeta, LakeError> {
     let path = dir.join("lake.json");
     let bytes = std::fs::read(&path).map_err(|e| LakeError::Io {
         path: path.clone(),
         message: e.to_string(),
     })?;
-    let v: serde_json::Value = serde_json::from_slice(&bytes)
-        .map_err(|e| LakeError::Damaged(format!("`{}` is unreadable: {e}", path.display())))?;
-    v.get("origin")
-        .and_then(|o| o.as_str())
-        .map(str::to_owned)
-        .ok_or_else(|| LakeError::Damaged(format!("`{}` has no origin", path.display())))
+    lake::parse_meta(&path, &bytes)
 }
 
 /// Verifies the lake in `dir` against the C2SP verifier key `vkey`.
@@ -203,6 +198,7 @@ pub fn verify_with_key(dir: &Path, vkey: &str) -> Result<Report, LakeError> {
 /// and checkpoints written while it reads are not mistaken for tampering.
 pub(crate) fn verify_upto(dir: &Path, vkey: &str, limit: Option<u64>) -> Result<Report, LakeError> {
     let key = VerifierKey::parse(vkey).map_err(|e| LakeError::Config(e.to_string()))?;
+    let block_leaves = read_meta(dir)?.block_leaves;
     let mut c = Checker {
         problems: Vec::new(),
         leaves: BTreeMap::new(),
@@ -401,6 +397,31 @@ pub(crate) fn verify_upto(dir: &Path, vkey: &str, limit: Option<u64>) -> Result<
     let leaves: Vec<Hash> = (0..size)
         .map(|s| c.leaves.get(&s).map_or([0u8; 32], |f| f.leaf))
         .collect();
+    // The block roots each seal recorded, which the open lake keeps instead of every leaf.
+    for entry in &manifest {
+        let want = lake::blocks_ending_in(entry.first_seq, entry.last_seq + 1, block_leaves);
+        let recorded = lake::entry_blocks(entry, block_leaves);
+        for (i, k) in want.enumerate() {
+            let (lo, hi) = (k * block_leaves, (k + 1) * block_leaves);
+            if hi > size || (lo..hi).any(|s| !c.leaves.contains_key(&s)) {
+                continue;
+            }
+            let root = merkle::root(&leaves[lo as usize..hi as usize]);
+            let stored = recorded.as_ref().ok().and_then(|r| r.get(i));
+            if stored != Some(&root) {
+                c.problem(
+                    ProblemKind::Altered,
+                    Some(segment::MANIFEST),
+                    Some(lo),
+                    None,
+                    format!(
+                        "seal {}..={} records a root for events {lo}..{hi} that they do not hash to",
+                        entry.first_seq, entry.last_seq
+                    ),
+                );
+            }
+        }
+    }
     let mut checkpoints_checked = 0usize;
     match lake::read_checkpoints(dir, &key) {
         Ok(lines) => {
@@ -562,7 +583,6 @@ fn check_file(dir: &Path, file: &segment::SegmentFile, entry: &segment::Manifest
             };
             let expected = schema::expected_cells(&Row {
                 event: &event,
-                leaf_hash: &leaf,
                 canonical,
             });
             for (i, col) in COLUMNS.iter().enumerate() {
@@ -572,11 +592,7 @@ fn check_file(dir: &Path, file: &segment::SegmentFile, entry: &segment::Manifest
                 match &stored[i] {
                     Ok(v) if *v == expected[i] => {}
                     Ok(v) => {
-                        let detail = if col.name == "leaf_hash" {
-                            format!("stored {v} but the canonical bytes hash to {}", expected[i])
-                        } else {
-                            format!("stored {v} but the signed canonical event says {}", expected[i])
-                        };
+                        let detail = format!("stored {v} but the signed canonical event says {}", expected[i]);
                         c.problem(
                             ProblemKind::Altered,
                             Some(&file.path),

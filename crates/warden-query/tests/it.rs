@@ -356,12 +356,13 @@ async fn output_formats() {
     // Lake columns: the timestamp column, a list, binary as hex.
     tail.set(vec![batch(&schema(), &simple(1, 1))]);
     let row = engine
-        .sql("SELECT time_dt, leaf_hash FROM events", &all)
+        .sql("SELECT time_dt, raw_canonical FROM events", &all)
         .await
         .unwrap()
         .to_json();
     assert_eq!(row[0]["time_dt"], json!("2026-11-24T00:00:01Z"));
-    assert_eq!(row[0]["leaf_hash"].as_str().unwrap().len(), 64);
+    // The canonical JSON's bytes, as hex: `{"` first.
+    assert!(row[0]["raw_canonical"].as_str().unwrap().starts_with("7b22"), "{row}");
 
     let empty = engine.sql("SELECT seq FROM events WHERE false", &all).await.unwrap();
     assert_eq!(empty.to_json(), json!([]));

@@ -115,15 +115,15 @@ async fn seal_writes_day_partitioned_parquet_and_checkpoints() {
                     .downcast_ref::<arrow_array::Int64Array>()
                     .unwrap()
                     .clone();
-                let leaf = b
-                    .column_by_name("leaf_hash")
+                let raw = b
+                    .column_by_name("raw_canonical")
                     .unwrap()
                     .as_any()
-                    .downcast_ref::<arrow_array::FixedSizeBinaryArray>()
+                    .downcast_ref::<arrow_array::BinaryArray>()
                     .unwrap()
                     .clone();
                 for i in 0..b.num_rows() {
-                    pairs.push((seq.value(i), leaf.value(i).try_into().unwrap()));
+                    pairs.push((seq.value(i), merkle::leaf_hash(raw.value(i))));
                 }
             }
         }

@@ -3,11 +3,15 @@
 use std::path::Path;
 
 use crate::support::{config, events};
-use warden_lake::{Lake, PackError, PackRequest, verify_pack, verify_pack_with_key};
+use warden_lake::{Lake, LakeConfig, PackError, PackRequest, ProblemKind, verify, verify_pack, verify_pack_with_key};
 
 /// 300 events; `logged_time` is the sequencer clock, so windows are taken from the receipts' events.
 async fn lake_with_events(dir: &Path) -> (Lake, Vec<i64>) {
-    let lake = Lake::open(dir, config()).unwrap();
+    lake_with_events_in(dir, config()).await
+}
+
+async fn lake_with_events_in(dir: &Path, config: LakeConfig) -> (Lake, Vec<i64>) {
+    let lake = Lake::open(dir, config).unwrap();
     let mut logged = Vec::new();
     for chunk in 0..6u64 {
         lake.append(events(chunk * 50..chunk * 50 + 50)).await.unwrap();
@@ -118,6 +122,58 @@ async fn a_pack_verifies_offline_and_proves_the_range_complete() {
     let r = verify_pack(&all).unwrap();
     assert_eq!((r.first_seq, r.end_seq), (0, 300));
     lake.close().await.unwrap();
+}
+
+/// With blocks of 16 events the tree is 18 block roots and 12 leaves; proofs reach into blocks of
+/// seals the window does not touch, which the lake reads from the files, before and after a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proofs_read_blocks_from_files_across_seals_and_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = LakeConfig {
+        block_leaves: 16,
+        ..config()
+    };
+    let (lake, logged) = lake_with_events_in(dir.path(), cfg.clone()).await;
+    let before = lake.checkpoint();
+    assert_eq!(before.size, 300);
+    let mut req = request(logged[200], logged[260]);
+    req.since_size = Some(7);
+    let out = dir.path().join("pack.tar");
+    lake.export_pack(&req, &out, &mut |_| {}).unwrap();
+    let r = verify_pack(&out).unwrap();
+    let a = logged.iter().position(|&t| t >= logged[200]).unwrap() as u64;
+    let b = logged.iter().position(|&t| t >= logged[260]).unwrap() as u64;
+    assert!(a >= 100 && b > a);
+    assert_eq!((r.first_seq, r.end_seq, r.tree_size), (a, b, 300));
+    assert_eq!(r.consistent_with.unwrap().0, 7);
+    lake.close().await.unwrap();
+
+    // Reopened: the last, incomplete block's leaves come back from the files.
+    let lake = Lake::open(dir.path(), cfg).unwrap();
+    assert_eq!((lake.size(), lake.checkpoint().root), (300, before.root));
+    let again = dir.path().join("again.tar");
+    req.since_size = Some(290);
+    lake.export_pack(&req, &again, &mut |_| {}).unwrap();
+    assert_eq!(verify_pack(&again).unwrap().consistent_with.unwrap().0, 290);
+    let receipts = lake.append(crate::support::events(300..301)).await.unwrap();
+    assert!(receipts[0].new && receipts[0].leaf_hash.is_some());
+    lake.close().await.unwrap();
+    assert!(verify(dir.path()).unwrap().is_ok());
+
+    // A block root forged in the manifest is named.
+    let manifest = dir.path().join("manifest.jsonl");
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    let mut first: serde_json::Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+    first["blocks"][1] = serde_json::json!("00".repeat(32));
+    let rest: Vec<&str> = text.lines().skip(1).collect();
+    std::fs::write(&manifest, format!("{first}\n{}\n", rest.join("\n"))).unwrap();
+    let report = verify(dir.path()).unwrap();
+    let p = report
+        .problems
+        .iter()
+        .find(|p| p.kind == ProblemKind::Altered && p.detail.contains("events 16..32"))
+        .unwrap_or_else(|| panic!("{report}"));
+    assert_eq!(p.file.as_deref(), Some("manifest.jsonl"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

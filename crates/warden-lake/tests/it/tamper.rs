@@ -4,12 +4,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::support::{config, events};
-use arrow_array::{
-    Array, ArrayRef, BinaryArray, FixedSizeBinaryArray, Int64Array, RecordBatch, StringArray, UInt32Array,
-};
+use arrow_array::{Array, ArrayRef, BinaryArray, Int64Array, RecordBatch, StringArray, UInt32Array};
 use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-use warden_lake::{Lake, ManifestEntry, ProblemKind, merkle, verify};
+use warden_lake::{Lake, ManifestEntry, ProblemKind, verify};
 
 /// A lake with 120 sealed events (two day files per seal, two seals) and 10 in the WAL.
 async fn build() -> tempfile::TempDir {
@@ -247,22 +245,15 @@ async fn a_reforged_event_breaks_the_signed_checkpoints_in_its_range() {
     let (rel, path) = first_file(dir.path());
     let mut batches = read(&path);
     let b = &batches[0];
-    // Rewrite row 0 completely and consistently: canonical bytes, leaf hash and the flat column.
+    // Rewrite row 0 completely and consistently: canonical bytes and the flat column.
     let raw = b
         .column_by_name("raw_canonical")
         .unwrap()
         .as_any()
         .downcast_ref::<BinaryArray>()
         .unwrap();
-    let leaf = b
-        .column_by_name("leaf_hash")
-        .unwrap()
-        .as_any()
-        .downcast_ref::<FixedSizeBinaryArray>()
-        .unwrap();
     let msg = strings(b, "message");
     let mut new_raw: Vec<Vec<u8>> = (0..raw.len()).map(|i| raw.value(i).to_vec()).collect();
-    let mut new_leaf: Vec<Vec<u8>> = (0..leaf.len()).map(|i| leaf.value(i).to_vec()).collect();
     let mut new_msg = msg.clone();
     let old = msg[0].clone().unwrap();
     let forged = old.replace("a", "b");
@@ -270,15 +261,9 @@ async fn a_reforged_event_breaks_the_signed_checkpoints_in_its_range() {
         .unwrap()
         .replace(&format!("\"message\":\"{old}\""), &format!("\"message\":\"{forged}\""))
         .into_bytes();
-    new_leaf[0] = merkle::leaf_hash(&new_raw[0]).to_vec();
     new_msg[0] = Some(forged);
     let seq0 = seqs(b)[0] as u64;
     let mut nb = replace_column(b, "raw_canonical", Arc::new(BinaryArray::from_iter_values(new_raw)));
-    nb = replace_column(
-        &nb,
-        "leaf_hash",
-        Arc::new(FixedSizeBinaryArray::try_from_iter(new_leaf.into_iter()).unwrap()),
-    );
     nb = replace_column(&nb, "message", Arc::new(StringArray::from(new_msg)));
     batches[0] = nb;
     write(&path, &batches);

@@ -92,17 +92,6 @@ fn known(field: &Field, events: &[Event<'_>]) -> Option<ArrayRef> {
         "input_tokens" => i64s(events, |e| e.input_tokens),
         "output_tokens" => i64s(events, |e| e.output_tokens),
         "cost_micro_usd" => i64s(events, |e| e.cost_micro_usd),
-        "leaf_hash" => {
-            let mut b = FixedSizeBinaryBuilder::with_capacity(events.len(), 32);
-            for e in events {
-                let mut h = [0u8; 32];
-                for (i, chunk) in h.chunks_mut(8).enumerate() {
-                    chunk.copy_from_slice(&mix(e.seq as u64 * 4 + i as u64).to_le_bytes());
-                }
-                b.append_value(h).expect("32 bytes");
-            }
-            Arc::new(b.finish())
-        }
         "raw_canonical" => {
             let mut b = BinaryBuilder::with_capacity(events.len(), events.len() * 96);
             for e in events {
