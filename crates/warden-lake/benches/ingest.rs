@@ -303,7 +303,7 @@ fn main() {
         cols.sort_by_key(|c| std::cmp::Reverse(c.1));
         let top: Vec<String> = cols
             .iter()
-            .take(8)
+            .take(40)
             .map(|(n, b)| format!("{n} {:.1}", *b as f64 / size.max(1) as f64))
             .collect();
         println!("bytes/event by column (largest): {}", top.join(", "));

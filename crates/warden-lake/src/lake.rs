@@ -56,6 +56,8 @@ pub struct LakeConfig {
     pub checkpoint_interval: Duration,
     /// Most events in one group commit.
     pub max_batch_events: usize,
+    /// How long an `append_lazy` may wait for another append to share its `fdatasync`.
+    pub lazy_commit_window: Duration,
     /// zstd level of the flat columns.
     pub zstd_level: i32,
     /// zstd level of the `raw_canonical` column (most of the bytes on disk).
@@ -76,6 +78,7 @@ impl Default for LakeConfig {
             seal_max_age: Duration::from_secs(60),
             checkpoint_interval: Duration::from_secs(1),
             max_batch_events: 16_384,
+            lazy_commit_window: Duration::from_millis(20),
             zstd_level: 3,
             canonical_zstd_level: 8,
             row_group_rows: 131_072,
@@ -226,6 +229,8 @@ enum Command {
     Append {
         events: Vec<AuditEvent>,
         reply: Reply<Vec<Receipt>>,
+        /// May wait up to `LakeConfig::lazy_commit_window` for another append's `fdatasync`.
+        lazy: bool,
     },
     Seal {
         reply: Reply<()>,
@@ -453,6 +458,18 @@ impl Lake {
     /// Appends events; returns once every one of them is durable (or was already in the log), one
     /// receipt per event in order. Events with an id already in the log are not stored again.
     pub async fn append(&self, events: Vec<AuditEvent>) -> Result<Vec<Receipt>, LakeError> {
+        self.append_with(events, false).await
+    }
+
+    /// `append`, for events nobody waits on (a call's outcome, say): they ride along with the next
+    /// `append`'s group commit, or are committed on their own after `lazy_commit_window`. Returns once
+    /// they are durable, like `append`; what it saves is an `fdatasync` of their own, which would
+    /// otherwise delay the appends that are waited on.
+    pub async fn append_lazy(&self, events: Vec<AuditEvent>) -> Result<Vec<Receipt>, LakeError> {
+        self.append_with(events, true).await
+    }
+
+    async fn append_with(&self, events: Vec<AuditEvent>, lazy: bool) -> Result<Vec<Receipt>, LakeError> {
         if events.is_empty() {
             return Ok(Vec::new());
         }
@@ -460,7 +477,7 @@ impl Lake {
             e.validate().map_err(LakeError::InvalidEvent)?;
         }
         let (reply, rx) = oneshot::channel();
-        self.send(Command::Append { events, reply })?;
+        self.send(Command::Append { events, reply, lazy })?;
         rx.await.map_err(|_| self.gone())?
     }
 
@@ -840,29 +857,52 @@ impl Writer {
             .checkpoint_interval
             .min(Duration::from_millis(250))
             .max(Duration::from_millis(10));
+        let lazy_window = self.shared.config.lazy_commit_window;
+        // Appends received but not committed (lazy ones waiting for company), and since when.
+        let mut appends: Vec<(Vec<AuditEvent>, Reply<Vec<Receipt>>)> = Vec::new();
+        let mut count = 0usize;
+        let mut lazy_since: Option<Instant> = None;
         loop {
-            let first = match rx.recv_timeout(tick) {
+            let wait = match lazy_since {
+                Some(since) => lazy_window.saturating_sub(since.elapsed()).min(tick),
+                None => tick,
+            };
+            let first = match rx.recv_timeout(wait) {
                 Ok(cmd) => Some(cmd),
                 Err(RecvTimeoutError::Timeout) => None,
                 Err(RecvTimeoutError::Disconnected) => break,
             };
-            let mut appends: Vec<(Vec<AuditEvent>, Reply<Vec<Receipt>>)> = Vec::new();
             let mut control: Vec<Command> = Vec::new();
-            let mut count = 0usize;
+            let mut eager = false;
             let mut next = first;
             while let Some(cmd) = next {
                 match cmd {
-                    Command::Append { events, reply } => {
+                    Command::Append { events, reply, lazy } => {
                         count += events.len();
                         appends.push((events, reply));
+                        if lazy {
+                            lazy_since.get_or_insert_with(Instant::now);
+                        } else {
+                            eager = true;
+                        }
                     }
                     other => control.push(other),
                 }
                 if count >= self.shared.config.max_batch_events {
+                    eager = true;
                     break;
                 }
                 next = rx.try_recv().ok();
             }
+            // Only lazy appends, still inside their window, and nothing else to do: wait for company.
+            let due = lazy_since.is_some_and(|since| since.elapsed() >= lazy_window);
+            if !appends.is_empty() && !eager && !due && control.is_empty() {
+                self.housekeeping();
+                continue;
+            }
+            let appends = std::mem::take(&mut appends);
+            count = 0;
+            lazy_since = None;
             if control.iter().any(|c| matches!(c, Command::Shutdown)) {
                 // Every handle is gone: answer what is queued (nobody waits) and stop.
                 self.refuse(appends, control);
@@ -1289,6 +1329,53 @@ mod tests {
             wal_segment_bytes: 1 << 20,
             ..LakeConfig::default()
         }
+    }
+
+    /// A lazy append waits for the next eager one and is committed with it, or for its window.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_lazy_append_rides_along_with_the_next_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let lake = Lake::open(
+            dir.path(),
+            LakeConfig {
+                lazy_commit_window: Duration::from_secs(3600),
+                ..config()
+            },
+        )
+        .unwrap();
+        let lazy = tokio::spawn({
+            let lake = lake.clone();
+            async move { lake.append_lazy(vec![ev(0)]).await }
+        });
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(!lazy.is_finished(), "a lazy append was committed on its own");
+        assert_eq!(lake.size(), 0, "an uncommitted event is not visible");
+        let eager = lake.append(vec![ev(1)]).await.unwrap();
+        let lazy = tokio::time::timeout(Duration::from_secs(10), lazy)
+            .await
+            .expect("the lazy append was not committed with the eager one")
+            .unwrap()
+            .unwrap();
+        assert_eq!((lazy[0].seq, eager[0].seq), (0, 1));
+        lake.close().await.unwrap();
+
+        // Alone, it is committed once its window has passed.
+        let dir = tempfile::tempdir().unwrap();
+        let lake = Lake::open(
+            dir.path(),
+            LakeConfig {
+                lazy_commit_window: Duration::from_millis(50),
+                ..config()
+            },
+        )
+        .unwrap();
+        let receipts = tokio::time::timeout(Duration::from_secs(10), lake.append_lazy(vec![ev(2)]))
+            .await
+            .expect("a lone lazy append was never committed")
+            .unwrap();
+        assert!(receipts[0].new);
+        lake.close().await.unwrap();
+        drop(Lake::open(dir.path(), config()).map(|l| assert_eq!(l.size(), 1)));
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
