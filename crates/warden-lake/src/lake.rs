@@ -592,6 +592,9 @@ impl Lake {
     }
 }
 
+/// The sealer thread's nice value.
+const SEALER_NICE: i32 = 10;
+
 /// Rows per tail batch.
 const TAIL_CHUNK: usize = 65_536;
 
@@ -1274,6 +1277,11 @@ impl Writer {
 }
 
 fn run_sealer(shared: Arc<Shared>, rx: Receiver<SealJob>, tx: Sender<Command>) {
+    // Sealing is background work that takes a core for a second or more: at a lower priority, the
+    // writer and the requests waiting on it go first on a busy machine.
+    if let Err(e) = rustix::process::setpriority_process(Some(rustix::thread::gettid()), SEALER_NICE) {
+        tracing::debug!(error = %e, "audit lake: could not lower the sealer's priority");
+    }
     let opts = shared.config.parquet_options();
     while let Ok(job) = rx.recv() {
         let events: Vec<Arc<Stored>> = {
