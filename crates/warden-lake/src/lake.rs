@@ -56,6 +56,9 @@ pub struct LakeConfig {
     pub checkpoint_interval: Duration,
     /// Most events in one group commit.
     pub max_batch_events: usize,
+    /// Most unsealed events (held in memory) before appends wait for the running seal: ingest
+    /// faster than sealing slows to the sealing rate instead of growing without bound.
+    pub max_unsealed_events: usize,
     /// How long an `append_lazy` may wait for another append to share its `fdatasync`.
     pub lazy_commit_window: Duration,
     /// zstd level of the flat columns.
@@ -78,6 +81,7 @@ impl Default for LakeConfig {
             seal_max_age: Duration::from_secs(60),
             checkpoint_interval: Duration::from_secs(1),
             max_batch_events: 16_384,
+            max_unsealed_events: 262_144,
             lazy_commit_window: Duration::from_millis(20),
             zstd_level: 3,
             canonical_zstd_level: 8,
@@ -305,8 +309,14 @@ impl Lake {
         if config.wal_segment_bytes < (1 << 20) {
             return Err(LakeError::Config("wal_segment_bytes must be at least 1 MiB".to_owned()));
         }
-        if config.seal_max_events == 0 || config.max_batch_events == 0 || config.row_group_rows == 0 {
-            return Err(LakeError::Config("event counts must be positive".to_owned()));
+        if config.seal_max_events == 0
+            || config.max_batch_events == 0
+            || config.row_group_rows == 0
+            || config.max_unsealed_events <= config.seal_max_events
+        {
+            return Err(LakeError::Config(
+                "event counts must be positive, and max_unsealed_events above seal_max_events".to_owned(),
+            ));
         }
         if !config.block_leaves.is_power_of_two() {
             return Err(LakeError::Config(format!(
@@ -424,6 +434,7 @@ impl Lake {
             next_seq: shared.lock().tree.len(),
             last_logged,
             unsealed_from: sealed_next,
+            sealed_to: sealed_next,
             oldest_unsealed: None,
             sealing: false,
             seal_waiters: Vec::new(),
@@ -836,6 +847,8 @@ struct Writer {
     last_logged: i64,
     /// First seq not yet handed to the sealer.
     unsealed_from: u64,
+    /// First seq not yet sealed (the unsealed tail starts here).
+    sealed_to: u64,
     oldest_unsealed: Option<Instant>,
     sealing: bool,
     /// `seal()` callers waiting for a seal that has not started yet.
@@ -865,15 +878,29 @@ impl Writer {
         let mut appends: Vec<(Vec<AuditEvent>, Reply<Vec<Receipt>>)> = Vec::new();
         let mut count = 0usize;
         let mut lazy_since: Option<Instant> = None;
+        // Commands taken off the channel while waiting for a seal, in order.
+        let mut inbox: std::collections::VecDeque<Command> = std::collections::VecDeque::new();
         loop {
             let wait = match lazy_since {
                 Some(since) => lazy_window.saturating_sub(since.elapsed()).min(tick),
                 None => tick,
             };
-            let first = match rx.recv_timeout(wait) {
-                Ok(cmd) => Some(cmd),
-                Err(RecvTimeoutError::Timeout) => None,
-                Err(RecvTimeoutError::Disconnected) => break,
+            // Backpressure: while the unsealed tail (held in memory) is over its bound, take nothing
+            // but the end of the running seal; appends wait in the channel, unanswered.
+            while self.sealing && self.next_seq - self.sealed_to >= self.shared.config.max_unsealed_events as u64 {
+                match rx.recv() {
+                    Ok(Command::SealDone { result }) => self.seal_done(result),
+                    Ok(other) => inbox.push_back(other),
+                    Err(_) => break,
+                }
+            }
+            let first = match inbox.pop_front() {
+                Some(cmd) => Some(cmd),
+                None => match rx.recv_timeout(wait) {
+                    Ok(cmd) => Some(cmd),
+                    Err(RecvTimeoutError::Timeout) => None,
+                    Err(RecvTimeoutError::Disconnected) => break,
+                },
             };
             let mut control: Vec<Command> = Vec::new();
             let mut eager = false;
@@ -895,7 +922,7 @@ impl Writer {
                     eager = true;
                     break;
                 }
-                next = rx.try_recv().ok();
+                next = inbox.pop_front().or_else(|| rx.try_recv().ok());
             }
             // Only lazy appends, still inside their window, and nothing else to do: wait for company.
             let due = lazy_since.is_some_and(|since| since.elapsed() >= lazy_window);
@@ -1246,6 +1273,7 @@ impl Writer {
             let n = n.min(st.tail.len());
             st.tail.drain(..n);
             st.tail_base = outcome.to;
+            self.sealed_to = outcome.to;
             st.tail_cache.clear();
             st.manifest.push(outcome.entry);
         }
@@ -1337,6 +1365,27 @@ mod tests {
             wal_segment_bytes: 1 << 20,
             ..LakeConfig::default()
         }
+    }
+
+    /// The unsealed tail, held in memory, stays within its bound (plus one batch): appends wait for
+    /// the running seal rather than outrun it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn appends_wait_for_the_seal_when_the_tail_is_full() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = LakeConfig {
+            seal_max_events: 64,
+            max_unsealed_events: 128,
+            ..config()
+        };
+        let lake = Lake::open(dir.path(), cfg).unwrap();
+        for i in 0..40u64 {
+            lake.append((i * 50..i * 50 + 50).map(ev).collect()).await.unwrap();
+            let unsealed: usize = lake.snapshot().unwrap().tail.iter().map(|b| b.num_rows()).sum();
+            assert!(unsealed <= 128 + 50, "{unsealed} events unsealed");
+        }
+        lake.close().await.unwrap();
+        let report = crate::verify::verify(dir.path()).unwrap();
+        assert!(report.is_ok() && report.events == 2000, "{report}");
     }
 
     /// A lazy append waits for the next eager one and is committed with it, or for its window.

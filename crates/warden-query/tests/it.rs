@@ -668,6 +668,7 @@ async fn over_a_real_lake_before_and_after_a_seal() {
         origin: "test.example/audit".to_owned(),
         wal_segment_bytes: 1 << 20,
         seal_max_events: 1_000_000,
+        max_unsealed_events: 2_000_000,
         seal_max_age: std::time::Duration::from_secs(3600),
         ..LakeConfig::default()
     };

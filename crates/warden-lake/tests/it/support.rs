@@ -9,6 +9,7 @@ pub(crate) fn config() -> LakeConfig {
         origin: "test.example/audit".to_owned(),
         wal_segment_bytes: 1 << 20,
         seal_max_events: 1_000_000,
+        max_unsealed_events: 2_000_000,
         seal_max_age: Duration::from_secs(3600),
         checkpoint_interval: Duration::from_millis(50),
         ..LakeConfig::default()
