@@ -176,6 +176,8 @@ pub struct BlockHashes {
     block: u64,
     blocks: Vec<Hash>,
     recent: Vec<Hash>,
+    /// The incremental tree of `recent`, so completing a block costs O(log n), not a block's hashes.
+    partial: Frontier,
 }
 
 impl BlockHashes {
@@ -185,6 +187,7 @@ impl BlockHashes {
             block: block.max(1).next_power_of_two(),
             blocks: Vec::new(),
             recent: Vec::new(),
+            partial: Frontier::new(),
         }
     }
 
@@ -196,6 +199,7 @@ impl BlockHashes {
             return None;
         }
         me.blocks = blocks;
+        me.partial = Frontier::from_leaves(&recent);
         me.recent = recent;
         Some(me)
     }
@@ -216,8 +220,10 @@ impl BlockHashes {
 
     pub fn push(&mut self, leaf: Hash) {
         self.recent.push(leaf);
+        self.partial.push(leaf);
         if self.recent.len() as u64 == self.block {
-            self.blocks.push(root(&self.recent));
+            self.blocks.push(self.partial.root());
+            self.partial = Frontier::new();
             self.recent.clear();
         }
     }
