@@ -287,12 +287,6 @@ impl QueryEngine {
     fn session(&self, scope: &Visibility, registry: Option<&Registry>) -> Result<SessionContext, DataFusionError> {
         let mut config = SessionConfig::new().with_information_schema(false);
         config.options_mut().sql_parser.dialect = datafusion::config::Dialect::Generic;
-        // Late materialization: decode a query's filter columns first (most selective first) and
-        // only the matching rows of the others. Governance queries keep few rows (denials, model
-        // usage) and group on wide strings, so this is most of their cost.
-        let parquet = &mut config.options_mut().execution.parquet;
-        parquet.pushdown_filters = true;
-        parquet.reorder_filters = true;
         let state = SessionStateBuilder::new()
             .with_config(config)
             .with_runtime_env(self.inner.runtime.clone())
@@ -584,8 +578,7 @@ impl TableProvider for LakeTable {
                 .iter()
                 .map(|f| ListingTableUrl::parse(f.to_string_lossy()))
                 .collect::<DfResult<Vec<_>>>()?;
-            let format = ParquetFormat::default().with_options(state.table_options().parquet.clone());
-            let options = ListingOptions::new(Arc::new(format)).with_file_extension(".parquet");
+            let options = ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
             let config = ListingTableConfig::new_with_multi_paths(urls)
                 .with_listing_options(options)
                 .with_schema(self.schema.clone());
