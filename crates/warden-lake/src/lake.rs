@@ -59,7 +59,8 @@ pub struct LakeConfig {
     /// Most unsealed events (held in memory) before appends wait for the running seal: ingest
     /// faster than sealing slows to the sealing rate instead of growing without bound.
     pub max_unsealed_events: usize,
-    /// How long an `append_lazy` may wait for another append to share its `fdatasync`.
+    /// How long an `append_lazy` may wait for another append to share its `fdatasync` (the writer
+    /// also wakes at least this often).
     pub lazy_commit_window: Duration,
     /// zstd level of the flat columns.
     pub zstd_level: i32,
@@ -198,11 +199,25 @@ pub(crate) struct Shared {
     pub(crate) files_gate: Mutex<()>,
     /// Sealed WAL segments whose removal waits until no verification is reading them.
     pub(crate) deferred_wal_removals: Mutex<Vec<PathBuf>>,
+    /// `append_lazy` requests, which do not wake the writer: it takes them at its next wake.
+    pub(crate) lazy: Mutex<LazyQueue>,
     /// Held until the handle and both threads are gone, so no second opener races a finishing seal.
     _lock: File,
 }
 
+/// Lazy appends waiting for the writer, each with when it was made.
+#[derive(Default)]
+pub(crate) struct LazyQueue {
+    items: Vec<(Vec<AuditEvent>, Reply<Vec<Receipt>>, Instant)>,
+    /// The writer has stopped: lazy appends are refused.
+    closed: bool,
+}
+
 impl Shared {
+    fn lazy_queue(&self) -> MutexGuard<'_, LazyQueue> {
+        self.lazy.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
         // A panic elsewhere while holding the lock leaves plain data behind; keep serving it.
         self.state.lock().unwrap_or_else(|e| e.into_inner())
@@ -233,8 +248,6 @@ enum Command {
     Append {
         events: Vec<AuditEvent>,
         reply: Reply<Vec<Receipt>>,
-        /// May wait up to `LakeConfig::lazy_commit_window` for another append's `fdatasync`.
-        lazy: bool,
     },
     Seal {
         reply: Reply<()>,
@@ -401,6 +414,7 @@ impl Lake {
             _lock: lock,
             files_gate: Mutex::new(()),
             deferred_wal_removals: Mutex::new(Vec::new()),
+            lazy: Mutex::new(LazyQueue::default()),
             state: Mutex::new(State {
                 tree,
                 tail,
@@ -488,7 +502,17 @@ impl Lake {
             e.validate().map_err(LakeError::InvalidEvent)?;
         }
         let (reply, rx) = oneshot::channel();
-        self.send(Command::Append { events, reply, lazy })?;
+        if lazy {
+            // No wake-up: the writer wakes at least every `lazy_commit_window` and takes the queue.
+            let mut queue = self.inner.shared.lazy_queue();
+            if queue.closed {
+                drop(queue);
+                return Err(self.gone());
+            }
+            queue.items.push((events, reply, Instant::now()));
+        } else {
+            self.send(Command::Append { events, reply })?;
+        }
         rx.await.map_err(|_| self.gone())?
     }
 
@@ -881,9 +905,10 @@ impl Writer {
         // Commands taken off the channel while waiting for a seal, in order.
         let mut inbox: std::collections::VecDeque<Command> = std::collections::VecDeque::new();
         loop {
+            // Never asleep longer than the lazy window: lazy appends do not wake the writer.
             let wait = match lazy_since {
                 Some(since) => lazy_window.saturating_sub(since.elapsed()).min(tick),
-                None => tick,
+                None => tick.min(lazy_window),
             };
             // Backpressure: while the unsealed tail (held in memory) is over its bound, take nothing
             // but the end of the running seal; appends wait in the channel, unanswered.
@@ -907,14 +932,10 @@ impl Writer {
             let mut next = first;
             while let Some(cmd) = next {
                 match cmd {
-                    Command::Append { events, reply, lazy } => {
+                    Command::Append { events, reply } => {
                         count += events.len();
                         appends.push((events, reply));
-                        if lazy {
-                            lazy_since.get_or_insert_with(Instant::now);
-                        } else {
-                            eager = true;
-                        }
+                        eager = true;
                     }
                     other => control.push(other),
                 }
@@ -923,6 +944,14 @@ impl Writer {
                     break;
                 }
                 next = inbox.pop_front().or_else(|| rx.try_recv().ok());
+            }
+            for (events, reply, since) in std::mem::take(&mut self.shared.lazy_queue().items) {
+                count += events.len();
+                appends.push((events, reply));
+                lazy_since = Some(lazy_since.map_or(since, |s| s.min(since)));
+            }
+            if count >= self.shared.config.max_batch_events {
+                eager = true;
             }
             // Only lazy appends, still inside their window, and nothing else to do: wait for company.
             let due = lazy_since.is_some_and(|since| since.elapsed() >= lazy_window);
@@ -959,6 +988,19 @@ impl Writer {
         }
         if let Some(wal) = self.wal.take() {
             let _ = wal.finish();
+        }
+        // Lazy appends made since the last wake: refused, as every append is from now on.
+        let left = {
+            let mut queue = self.shared.lazy_queue();
+            queue.closed = true;
+            std::mem::take(&mut queue.items)
+        };
+        let err = match &self.shared.lock().fatal {
+            Some(m) => LakeError::Fatal(m.clone()),
+            None => LakeError::Closed,
+        };
+        for (_, reply, _) in left {
+            let _ = reply.send(Err(err.clone()));
         }
     }
 
