@@ -5,7 +5,7 @@
 //!
 //! ```text
 //! <lake>/LOCK               single-process lock
-//! <lake>/lake.json          format version and log origin
+//! <lake>/lake.json          format version, log origin, events per block of the stored tree
 //! <lake>/log-key.pem        the log's Ed25519 key (0600)
 //! <lake>/checkpoints.jsonl  every signed checkpoint, oldest first
 //! <lake>/manifest.jsonl     one line per seal (see `segment`)
@@ -15,8 +15,11 @@
 //!
 //! Producers call `append` from any task; the writer thread takes everything queued, assigns seqs,
 //! serializes canonical bytes, writes one batch and `fdatasync`s once, then answers every producer
-//! in the batch. Only then are the events visible (tail, tree, checkpoints). Nothing here blocks a
-//! tokio worker on IO: `append`, `seal` and `close` await oneshot answers from the threads.
+//! in the batch. Only then are the events visible (tail, tree, checkpoints). `append_lazy` queues
+//! without waking the writer, which takes the queue at its next wake (at least every
+//! `lazy_commit_window`). Once `max_unsealed_events` are unsealed, the writer takes nothing but the
+//! running seal's end. Nothing here blocks a tokio worker on IO: `append`, `seal` and `close` await
+//! oneshot answers from the threads.
 
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
