@@ -14,13 +14,27 @@ fn world() -> World {
 }
 
 /// The audit events about calls, as (kind, call_id, decision or status).
+/// The decision and outcome events, in the order of the decisions, each outcome right after its
+/// decision. Outcomes are recorded off the answer's path, so one may land after the next call's
+/// decision; every outcome must belong to a decision.
 async fn call_events(world: &World) -> Vec<Value> {
-    world
+    let (decisions, mut outcomes): (Vec<Value>, Vec<Value>) = world
         .events()
         .await
         .into_iter()
         .filter(|e| e["kind"] == "decision" || e["kind"] == "outcome")
-        .collect()
+        .partition(|e| e["kind"] == "decision");
+    let mut ordered = Vec::new();
+    for decision in decisions {
+        let outcome = outcomes
+            .iter()
+            .position(|o| o["call_id"] == decision["call_id"])
+            .map(|i| outcomes.remove(i));
+        ordered.push(decision);
+        ordered.extend(outcome);
+    }
+    assert!(outcomes.is_empty(), "outcomes without a decision: {outcomes:?}");
+    ordered
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
