@@ -30,6 +30,7 @@
     reason = "a benchmark: failing loudly is the point"
 )]
 
+use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
@@ -776,7 +777,15 @@ async fn closed_loop(
 struct Paced {
     run: Run,
     late_p99: f64,
+    /// Calls slower than [`SLOW`], counted per [`SLOW_WINDOW`] of the schedule they were sent in:
+    /// clustered slow calls point at a stall, spread ones at queueing.
+    slow: BTreeMap<u64, usize>,
 }
+
+/// What counts as a slow call in a paced run.
+const SLOW: Duration = Duration::from_millis(2);
+/// The width of the windows slow calls are counted in, ms.
+const SLOW_WINDOW: u64 = 250;
 
 impl Paced {
     fn row(&self, path: &str, rate: f64) {
@@ -784,6 +793,18 @@ impl Paced {
             "{path:<8} {rate:>8.0} {:>11.0} {:>9.0} {:>9.0} {:>12.0}",
             self.run.per_sec, self.run.p50, self.run.p99, self.late_p99
         );
+        if !self.slow.is_empty() {
+            let windows: Vec<String> = self
+                .slow
+                .iter()
+                .map(|(w, n)| format!("{:.2}s:{n}", (w * SLOW_WINDOW) as f64 / 1e3))
+                .collect();
+            println!(
+                "         calls over {} ms by send time ({SLOW_WINDOW} ms windows): {}",
+                SLOW.as_millis(),
+                windows.join(" ")
+            );
+        }
     }
 }
 
@@ -813,7 +834,7 @@ async fn paced(endpoint: &dyn Fn(usize) -> Endpoint, rate: f64, config: &Config)
             }
             barrier.wait().await;
             let start = *start.get_or_init(|| Instant::now() + Duration::from_millis(20));
-            let (mut latencies, mut late) = (Vec::new(), Vec::new());
+            let (mut latencies, mut late, mut slow) = (Vec::new(), Vec::new(), Vec::new());
             loop {
                 let k = next.fetch_add(1, Ordering::Relaxed);
                 if k >= total {
@@ -825,12 +846,16 @@ async fn paced(endpoint: &dyn Fn(usize) -> Endpoint, rate: f64, config: &Config)
                 conn.call(&session, Op::Echo, k as u64 + 1_000_000)
                     .await
                     .unwrap_or_else(|e| panic!("call: {e}"));
-                latencies.push(sent.elapsed());
+                let took = sent.elapsed();
+                latencies.push(took);
                 late.push(sent.saturating_duration_since(at));
+                if took > SLOW {
+                    slow.push(at.saturating_duration_since(start));
+                }
             }
             let end = Instant::now();
             conn.close(&session).await;
-            (start, end, latencies, late)
+            (start, end, latencies, late, slow)
         });
     }
     let results = tasks.join_all().await;
@@ -841,9 +866,14 @@ async fn paced(endpoint: &dyn Fn(usize) -> Endpoint, rate: f64, config: &Config)
     let late_p99 = late
         .get((late.len() * 99 / 100).min(late.len().saturating_sub(1)))
         .map_or(0.0, |d| d.as_secs_f64() * 1e6);
+    let mut slow = BTreeMap::new();
+    for at in results.iter().flat_map(|r| r.4.iter()) {
+        *slow.entry(at.as_millis() as u64 / SLOW_WINDOW).or_insert(0) += 1;
+    }
     Paced {
         run: Run::of(results.into_iter().flat_map(|r| r.2).collect(), end - start),
         late_p99,
+        slow,
     }
 }
 

@@ -165,9 +165,15 @@ impl Sessions {
 
 /// `bytes` random bytes as lowercase hex, from the operating system's generator; `None` if it fails.
 pub(crate) fn random_hex(bytes: usize) -> Option<String> {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut buf = vec![0u8; bytes];
     getrandom::fill(&mut buf).ok()?;
-    Some(buf.iter().map(|b| format!("{b:02x}")).collect())
+    let mut out = String::with_capacity(bytes * 2);
+    for b in buf {
+        out.push(char::from(HEX[usize::from(b >> 4)]));
+        out.push(char::from(HEX[usize::from(b & 0x0f)]));
+    }
+    Some(out)
 }
 
 /// Locks a mutex only ever held for short, non-panicking sections, so poisoning carries no meaning.
@@ -182,9 +188,17 @@ mod tests {
 
     use warden_core::{AgentId, Name};
 
-    use super::{Endpoint, Session, Sessions};
+    use super::{Endpoint, Session, Sessions, random_hex};
     use crate::audit::CloseReason;
     use crate::control::AgentIdentity;
+
+    #[test]
+    fn random_hex_is_lowercase_hex_of_fresh_bytes() {
+        let a = random_hex(16).unwrap();
+        assert_eq!(a.len(), 32);
+        assert!(a.chars().all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c)), "{a}");
+        assert_ne!(a, random_hex(16).unwrap());
+    }
 
     fn identity(agent: &str) -> AgentIdentity {
         let agent = AgentId::parse(agent).unwrap();

@@ -25,6 +25,10 @@ use std::time::{Duration, Instant};
 
 use warden_lake::{AccessChange, AuditEvent, Credential, Decision, Lake, LakeConfig, ModelUsage, Subject, ToolCall};
 
+/// The allocator the `warden` binary uses, so the lake is measured as it runs there.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 struct Config {
     run: Duration,
     producers: &'static [usize],

@@ -442,32 +442,50 @@ pub struct Finding {
 }
 
 impl AuditEvent {
-    /// A new time-ordered event id (UUIDv7).
+    /// A new time-ordered event id (UUIDv7, RFC 9562): 48 bits of Unix milliseconds, then 74 bits
+    /// that are unique within the process and unpredictable outside it.
+    ///
+    /// Every audited call makes ids, so they cost no system call: the 74 bits are 12 bits of a
+    /// per-process random salt and 62 bits of SplitMix64's finalizer (a bijection) over a
+    /// per-process counter that starts at a random point. Within a process two ids can share them
+    /// only if two of the first 2^64 counter values agree in 62 mixed bits *and* fall in the same
+    /// millisecond; across processes, only if their random starting points nearly coincide.
     pub fn new_id() -> String {
+        use std::sync::OnceLock;
+        use std::sync::atomic::{AtomicU64, Ordering};
+        static SEED: OnceLock<(u64, u16)> = OnceLock::new();
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        let (start, salt) = *SEED.get_or_init(|| {
+            let mut seed = [0u8; 10];
+            if getrandom::fill(&mut seed).is_err() {
+                // No entropy source: the clock's nanoseconds still tell processes apart.
+                seed[..8].copy_from_slice(&u64::from(now_nanos()).to_le_bytes());
+            }
+            let mut start = [0u8; 8];
+            start.copy_from_slice(&seed[..8]);
+            (u64::from_le_bytes(start), u16::from_le_bytes([seed[8], seed[9]]))
+        });
+        let mut z = start.wrapping_add(COUNTER.fetch_add(1, Ordering::Relaxed));
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^= z >> 31;
         let ms = now_ms().max(0) as u64;
-        let mut rand = [0u8; 10];
-        if getrandom::fill(&mut rand).is_err() {
-            // No entropy source: fall back to the clock's nanoseconds and a process counter; ids stay
-            // unique within the process, which is all idempotency needs of a locally made id.
-            use std::sync::atomic::{AtomicU64, Ordering};
-            static COUNTER: AtomicU64 = AtomicU64::new(0);
-            let n = COUNTER.fetch_add(1, Ordering::Relaxed) ^ u64::from(now_nanos());
-            rand[..8].copy_from_slice(&n.to_be_bytes());
-        }
         let mut b = [0u8; 16];
         b[..6].copy_from_slice(&ms.to_be_bytes()[2..]);
-        b[6..].copy_from_slice(&rand);
+        b[6..8].copy_from_slice(&salt.to_be_bytes());
+        b[8..].copy_from_slice(&z.to_be_bytes());
         b[6] = 0x70 | (b[6] & 0x0f);
         b[8] = 0x80 | (b[8] & 0x3f);
-        let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
-        format!(
-            "{}-{}-{}-{}-{}",
-            &hex[..8],
-            &hex[8..12],
-            &hex[12..16],
-            &hex[16..20],
-            &hex[20..]
-        )
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let mut out = String::with_capacity(36);
+        for (i, x) in b.iter().enumerate() {
+            if matches!(i, 4 | 6 | 8 | 10) {
+                out.push('-');
+            }
+            out.push(char::from(HEX[usize::from(x >> 4)]));
+            out.push(char::from(HEX[usize::from(x & 0x0f)]));
+        }
+        out
     }
 
     /// The common skeleton: base attributes, metadata and the subject's extension fields.
@@ -1060,10 +1078,30 @@ pub(crate) mod tests {
 
     #[test]
     fn new_ids_are_uuid_v7_and_distinct() {
-        let a = AuditEvent::new_id();
-        let b = AuditEvent::new_id();
-        assert_ne!(a, b);
-        assert_eq!(a.len(), 36);
-        assert_eq!(&a[14..15], "7");
+        let ids: Vec<String> = (0..100_000).map(|_| AuditEvent::new_id()).collect();
+        let distinct: std::collections::HashSet<&String> = ids.iter().collect();
+        assert_eq!(distinct.len(), ids.len());
+        for id in &ids[..100] {
+            let parsed = uuid_shape(id);
+            assert!(parsed, "{id} is not a lowercase 8-4-4-4-12 UUID");
+            assert_eq!(&id[14..15], "7", "{id}: version 7");
+            assert!(matches!(&id[19..20], "8" | "9" | "a" | "b"), "{id}: RFC 9562 variant");
+        }
+        // Time-ordered: the first 48 bits are the clock's milliseconds.
+        let ms =
+            |id: &str| u64::from_str_radix(&id[..8], 16).unwrap() << 16 | u64::from_str_radix(&id[9..13], 16).unwrap();
+        assert!(ms(&ids[0]) <= ms(&ids[ids.len() - 1]));
+        assert!(ms(&ids[0]).abs_diff(now_ms() as u64) < 60_000);
+    }
+
+    fn uuid_shape(id: &str) -> bool {
+        id.len() == 36
+            && id.char_indices().all(|(i, c)| {
+                if matches!(i, 8 | 13 | 18 | 23) {
+                    c == '-'
+                } else {
+                    c.is_ascii_digit() || ('a'..='f').contains(&c)
+                }
+            })
     }
 }

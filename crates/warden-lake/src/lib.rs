@@ -9,10 +9,12 @@
 //! - `segment`: sealed Parquet files (day-partitioned) and the segment manifest.
 //! - `verify`: offline verification of a lake directory, naming what was changed.
 //! - `pack`: evidence packs (export, offline verification).
+//! - `ids`: the idempotency index (event id → seq), sharded so growing it never stalls the writer.
 //! - `lake`: the `Lake` handle, recovery on open, the writer and sealer threads.
 
 pub mod checkpoint;
 pub mod event;
+mod ids;
 mod lake;
 pub mod merkle;
 pub mod pack;

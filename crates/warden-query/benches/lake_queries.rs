@@ -50,6 +50,10 @@ use serde_json::{Value, json};
 use warden_query::govern::Report;
 use warden_query::{GrantedTool, Limits, QueryEngine, RegisteredAgent, Registry, Visibility};
 
+/// The allocator the `warden` binary uses, so queries are measured as `warden serve` runs them.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const TEAMS: usize = 50;
 const AGENTS: usize = 5_000;
 const SHADOW_AGENTS: usize = 50;
