@@ -20,6 +20,10 @@
 //! `lazy_commit_window`). Once `max_unsealed_events` are unsealed, the writer takes nothing but the
 //! running seal's end. Nothing here blocks a tokio worker on IO: `append`, `seal` and `close` await
 //! oneshot answers from the threads.
+//!
+//! The writer does nothing whose cost grows with the lake: the events a seal lets go of are freed on
+//! the sealer thread (`SealerWork::Release`), and the idempotency index grows one shard at a time
+//! (`ids`), so no append waits behind tens of milliseconds of freeing or rehashing.
 
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};

@@ -42,9 +42,9 @@ use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use datafusion::arrow::array::{AsArray, Int64Array, RecordBatch};
-use datafusion::arrow::compute::filter_record_batch;
+use datafusion::arrow::compute::{cast, filter_record_batch};
 use datafusion::arrow::compute::kernels::cmp::gt;
-use datafusion::arrow::datatypes::{DataType, Int64Type, SchemaRef};
+use datafusion::arrow::datatypes::{DataType, Field, Int64Type, Schema, SchemaRef};
 use datafusion::catalog::{MemTable, Session, TableProvider};
 use datafusion::common::Column;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
@@ -200,7 +200,7 @@ impl QueryEngine {
             .build_arc()
             .map_err(|e| QueryError::Internal(e.to_string()))?;
         let table = Arc::new(LakeTable {
-            schema,
+            schema: view_schema(&schema),
             source,
             seq_cache: Mutex::new(HashMap::new()),
         });
@@ -366,8 +366,44 @@ fn first_words(text: &str) -> String {
         .join(" ")
 }
 
+/// The lake's schema as SQL sees it: every string column as `Utf8View`.
+///
+/// The Parquet reader then hands out views into the pages' dictionaries instead of copying every
+/// string of a scanned column, and DataFusion groups, hashes and joins views with its view-specific
+/// code; on the governance queries over 10 M events that was the larger part of their time (see
+/// BENCHMARKS.md). List items stay `Utf8`.
+fn view_schema(schema: &Schema) -> SchemaRef {
+    let fields: Vec<Field> = schema
+        .fields()
+        .iter()
+        .map(|f| match f.data_type() {
+            DataType::Utf8 | DataType::LargeUtf8 => f.as_ref().clone().with_data_type(DataType::Utf8View),
+            _ => f.as_ref().clone(),
+        })
+        .collect();
+    Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()))
+}
+
+/// `batch` (with the lake's schema) cast to `schema` (its [`view_schema`]).
+fn to_view(batch: &RecordBatch, schema: &SchemaRef) -> DfResult<RecordBatch> {
+    let columns = batch
+        .columns()
+        .iter()
+        .zip(schema.fields())
+        .map(|(column, field)| {
+            if column.data_type() == field.data_type() {
+                Ok(Arc::clone(column))
+            } else {
+                cast(column, field.data_type())
+            }
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(RecordBatch::try_new(Arc::clone(schema), columns)?)
+}
+
 /// The table `events`: the lake's sealed segments ∪ its tail, re-read at every scan.
 pub(crate) struct LakeTable {
+    /// What SQL sees: the lake's schema with string columns as views ([`view_schema`]).
     schema: SchemaRef,
     source: Source,
     /// Largest `seq` per segment file, keyed by path, valid while size and mtime are unchanged.
@@ -586,6 +622,10 @@ impl TableProvider for LakeTable {
             inputs.push(listing.scan(state, projection, filters, limit).await?);
         }
         if !tail.is_empty() {
+            let tail = tail
+                .iter()
+                .map(|batch| to_view(batch, &self.schema))
+                .collect::<DfResult<Vec<_>>>()?;
             let mem = MemTable::try_new(self.schema.clone(), vec![tail])?;
             inputs.push(mem.scan(state, projection, filters, limit).await?);
         }
