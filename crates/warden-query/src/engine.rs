@@ -42,8 +42,8 @@ use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use datafusion::arrow::array::{AsArray, Int64Array, RecordBatch};
-use datafusion::arrow::compute::{cast, filter_record_batch};
 use datafusion::arrow::compute::kernels::cmp::gt;
+use datafusion::arrow::compute::{cast, filter_record_batch};
 use datafusion::arrow::datatypes::{DataType, Field, Int64Type, Schema, SchemaRef};
 use datafusion::catalog::{MemTable, Session, TableProvider};
 use datafusion::common::Column;
@@ -287,6 +287,9 @@ impl QueryEngine {
     fn session(&self, scope: &Visibility, registry: Option<&Registry>) -> Result<SessionContext, DataFusionError> {
         let mut config = SessionConfig::new().with_information_schema(false);
         config.options_mut().sql_parser.dialect = datafusion::config::Dialect::Generic;
+        // Joins here put the registry or a small aggregate on the build side and the events on the
+        // probe side: one shared hash table beats hashing millions of event rows into partitions.
+        config.options_mut().optimizer.repartition_joins = false;
         let state = SessionStateBuilder::new()
             .with_config(config)
             .with_runtime_env(self.inner.runtime.clone())

@@ -141,44 +141,46 @@ impl Report {
                  ORDER BY s.events DESC, s.agent_id"
             }
             // The tools seen (a cheap, low-cardinality aggregate), the (agent, server, tool) triples
-            // each agent's grants cover (patterns matched against those tools only), then the tool
-            // calls with no covering triple, aggregated; registered agents only (an unregistered one
-            // is a shadow agent, reported there). Written as `covered RIGHT JOIN calls … IS NULL`
-            // rather than NOT EXISTS so the hash table is built on the small side: DataFusion has
-            // no row estimate for `covered` and would otherwise hash the tool calls. The NULL test is
-            // on `hit`, not a join key: DataFusion 55 infers `c.agent_id IS NULL` onto the other
-            // side of the key equality, which is wrong for an outer join and returns nothing.
+            // each agent's grants cover (patterns matched against those tools only; `keyed` lists each
+            // tool under its server and under `*`, so a grant on one server and a grant on every
+            // server both join on an equal key and the events are scanned once for the tools, not
+            // once per kind of grant), then the tool calls with no covering triple, aggregated;
+            // registered agents only (an unregistered one is a shadow agent, reported there), their
+            // team from the registry, so the scan of the calls does not read the events' team column.
+            // Written as `covered RIGHT JOIN calls … IS NULL` rather than NOT EXISTS so the hash table
+            // is built on the small side: DataFusion has no row estimate for `covered` and would
+            // otherwise hash the tool calls. The NULL test is on `hit`, not a join key: DataFusion 55
+            // infers `c.agent_id IS NULL` onto the other side of the key equality, which is wrong for
+            // an outer join and returns nothing. Measured and not kept (BENCHMARKS.md): aggregating the
+            // calls before the anti-join, and computing `covered` first as a table of known size.
             Report::ScopeDrift => {
                 "WITH tools AS ( \
                    SELECT DISTINCT server, tool FROM events \
                    WHERE class_uid = 6003 AND server IS NOT NULL AND tool IS NOT NULL), \
+                 keyed AS ( \
+                   SELECT t.server, t.tool, CASE WHEN k.wild = 1 THEN '*' ELSE t.server END AS grant_server \
+                   FROM tools t CROSS JOIN (VALUES (0), (1)) AS k(wild)), \
                  covered AS ( \
-                   SELECT g.agent_id, t.server, t.tool, 1 AS hit FROM grants g JOIN tools t ON t.server = g.server \
+                   SELECT DISTINCT g.agent_id, t.server, t.tool, 1 AS hit \
+                   FROM grants g JOIN keyed t ON t.grant_server = g.server \
                    WHERE CASE g.tool_match \
-                             WHEN 'exact' THEN t.tool = g.tool_text \
-                             WHEN 'prefix' THEN starts_with(t.tool, g.tool_text) \
-                             ELSE t.tool LIKE g.tool_like ESCAPE '\\' END \
-                   UNION \
-                   SELECT g.agent_id, t.server, t.tool, 1 AS hit FROM grants g CROSS JOIN tools t \
-                   WHERE g.server = '*' AND CASE g.tool_match \
                              WHEN 'exact' THEN t.tool = g.tool_text \
                              WHEN 'prefix' THEN starts_with(t.tool, g.tool_text) \
                              ELSE t.tool LIKE g.tool_like ESCAPE '\\' END), \
                  calls AS ( \
-                   SELECT agent_id, team, server, tool, action_id, time_dt FROM events \
+                   SELECT agent_id, server, tool, action_id, time_dt FROM events \
                    WHERE class_uid = 6003 AND tool IS NOT NULL AND agent_id IS NOT NULL), \
                  outside AS ( \
-                   SELECT e.agent_id, e.team, e.server, e.tool, e.action_id, e.time_dt \
+                   SELECT e.agent_id, e.server, e.tool, e.action_id, e.time_dt \
                    FROM covered c RIGHT JOIN calls e \
                      ON c.agent_id = e.agent_id AND c.server = e.server AND c.tool = e.tool \
                    WHERE c.hit IS NULL) \
-                 SELECT o.agent_id, min(o.team) AS team, o.server, o.tool, count(*) AS calls, \
+                 SELECT o.agent_id, a.team, o.server, o.tool, count(*) AS calls, \
                         sum(CASE WHEN o.action_id = 2 THEN 1 ELSE 0 END) AS denied, \
                         sum(CASE WHEN o.action_id = 1 THEN 1 ELSE 0 END) AS allowed, \
                         max(o.time_dt) AS last_seen \
-                 FROM outside o \
-                 WHERE o.agent_id IN (SELECT agent_id FROM agents) \
-                 GROUP BY o.agent_id, o.server, o.tool \
+                 FROM outside o JOIN agents a ON a.agent_id = o.agent_id \
+                 GROUP BY o.agent_id, a.team, o.server, o.tool \
                  ORDER BY calls DESC, o.agent_id, o.server, o.tool"
             }
             // Holders from the registry; use = allowed calls to a tool a pattern of that scope
@@ -189,15 +191,13 @@ impl Report {
                  tools AS ( \
                    SELECT DISTINCT server, tool FROM events \
                    WHERE class_uid = 6003 AND server IS NOT NULL AND tool IS NOT NULL), \
+                 keyed AS ( \
+                   SELECT t.server, t.tool, CASE WHEN k.wild = 1 THEN '*' ELSE t.server END AS grant_server \
+                   FROM tools t CROSS JOIN (VALUES (0), (1)) AS k(wild)), \
                  covered AS ( \
-                   SELECT g.agent_id, g.scope, t.server, t.tool FROM grants g JOIN tools t ON t.server = g.server \
+                   SELECT DISTINCT g.agent_id, g.scope, t.server, t.tool \
+                   FROM grants g JOIN keyed t ON t.grant_server = g.server \
                    WHERE g.sensitive AND CASE g.tool_match \
-                             WHEN 'exact' THEN t.tool = g.tool_text \
-                             WHEN 'prefix' THEN starts_with(t.tool, g.tool_text) \
-                             ELSE t.tool LIKE g.tool_like ESCAPE '\\' END \
-                   UNION \
-                   SELECT g.agent_id, g.scope, t.server, t.tool FROM grants g CROSS JOIN tools t \
-                   WHERE g.sensitive AND g.server = '*' AND CASE g.tool_match \
                              WHEN 'exact' THEN t.tool = g.tool_text \
                              WHEN 'prefix' THEN starts_with(t.tool, g.tool_text) \
                              ELSE t.tool LIKE g.tool_like ESCAPE '\\' END), \
