@@ -17,7 +17,7 @@ use ed25519_dalek::pkcs8::{DecodePrivateKey, EncodePrivateKey, KeypairBytes};
 use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
 use sha2::{Digest, Sha256};
 
-use crate::merkle::Hash;
+use crate::merkle::{Hash, hex};
 
 const PEM_BEGIN: &str = "-----BEGIN PRIVATE KEY-----";
 const PEM_END: &str = "-----END PRIVATE KEY-----";
@@ -271,10 +271,6 @@ fn key_id(name: &str, public: &[u8; 32]) -> [u8; 4] {
     h.update(public);
     let d = h.finalize();
     [d[0], d[1], d[2], d[3]]
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn decode_key(pem: &str) -> Result<SigningKey, String> {

@@ -476,16 +476,15 @@ impl AuditEvent {
         b[8..].copy_from_slice(&z.to_be_bytes());
         b[6] = 0x70 | (b[6] & 0x0f);
         b[8] = 0x80 | (b[8] & 0x3f);
-        const HEX: &[u8; 16] = b"0123456789abcdef";
-        let mut out = String::with_capacity(36);
-        for (i, x) in b.iter().enumerate() {
-            if matches!(i, 4 | 6 | 8 | 10) {
-                out.push('-');
-            }
-            out.push(char::from(HEX[usize::from(x >> 4)]));
-            out.push(char::from(HEX[usize::from(x & 0x0f)]));
-        }
-        out
+        let hex = crate::merkle::hex(&b);
+        format!(
+            "{}-{}-{}-{}-{}",
+            &hex[..8],
+            &hex[8..12],
+            &hex[12..16],
+            &hex[16..20],
+            &hex[20..]
+        )
     }
 
     /// The common skeleton: base attributes, metadata and the subject's extension fields.
@@ -1082,8 +1081,7 @@ pub(crate) mod tests {
         let distinct: std::collections::HashSet<&String> = ids.iter().collect();
         assert_eq!(distinct.len(), ids.len());
         for id in &ids[..100] {
-            let parsed = uuid_shape(id);
-            assert!(parsed, "{id} is not a lowercase 8-4-4-4-12 UUID");
+            assert!(uuid_shape(id), "{id} is not a lowercase 8-4-4-4-12 UUID");
             assert_eq!(&id[14..15], "7", "{id}: version 7");
             assert!(matches!(&id[19..20], "8" | "9" | "a" | "b"), "{id}: RFC 9562 variant");
         }

@@ -662,11 +662,18 @@ fn range_rebuild(
 
 /// Hex of a hash, for messages and JSON.
 pub fn to_hex(hash: &Hash) -> String {
-    use std::fmt::Write;
-    hash.iter().fold(String::with_capacity(64), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
+    hex(hash)
+}
+
+/// Lowercase hex of `bytes`: the one encoder of the crate (hashes, key ids, event ids).
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        out.push(char::from(DIGITS[usize::from(b >> 4)]));
+        out.push(char::from(DIGITS[usize::from(b & 0x0f)]));
+    }
+    out
 }
 
 /// A hash from 64 hex digits.

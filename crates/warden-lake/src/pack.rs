@@ -212,7 +212,7 @@ struct Redacted {
 }
 
 fn sha_hex(bytes: &[u8]) -> String {
-    segment::hex(&Sha256::digest(bytes))
+    merkle::hex(&Sha256::digest(bytes))
 }
 
 fn hexes(hashes: &[Hash]) -> Vec<String> {

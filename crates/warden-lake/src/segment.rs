@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::checkpoint::SignedCheckpoint;
-use crate::merkle::{self, Hash};
+use crate::merkle::{self, Hash, hex};
 use crate::schema::{self, Row};
 use crate::wal::sync_dir;
 
@@ -371,14 +371,6 @@ pub(crate) fn file_sha256(path: &Path) -> io::Result<(String, u64)> {
         total += n as u64;
     }
     Ok((hex(&h.finalize()), total))
-}
-
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write as _;
-    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
 }
 
 /// Every `*.parquet` (and stray `*.tmp`) file under `<lake>/events`, relative to the lake.

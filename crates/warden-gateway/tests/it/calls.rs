@@ -13,7 +13,6 @@ fn world() -> World {
     World::new(vec![spec("everything", stdio_everything())])
 }
 
-/// The audit events about calls, as (kind, call_id, decision or status).
 /// The decision and outcome events, in the order of the decisions, each outcome right after its
 /// decision. Outcomes are recorded off the answer's path, so one may land after the next call's
 /// decision; every outcome must belong to a decision.
