@@ -4,6 +4,7 @@
 //! - `event`: the OCSF 1.8 event with the `warden` extension, its constructors and canonical bytes.
 //! - `wal`: the group-commit write-ahead log (preallocated segments, CRC-framed, torn-tail recovery).
 //! - `merkle`: the RFC 9162 tree over canonical event bytes, with inclusion/consistency/range proofs.
+//! - `catalog`: the `(server, tool)` catalog in each sealed segment's footer.
 //! - `checkpoint`: the log key and C2SP signed checkpoints.
 //! - `schema`: the flat Arrow/Parquet columns of the `events` table.
 //! - `segment`: sealed Parquet files (day-partitioned) and the segment manifest.
@@ -12,6 +13,7 @@
 //! - `ids`: the idempotency index (event id → seq), sharded so growing it never stalls the writer.
 //! - `lake`: the `Lake` handle, recovery on open, the writer and sealer threads.
 
+pub mod catalog;
 pub mod checkpoint;
 pub mod event;
 mod ids;
@@ -23,6 +25,7 @@ mod segment;
 pub mod verify;
 mod wal;
 
+pub use catalog::{MAX_CATALOG_PAIRS, TOOL_CATALOG_KEY, ToolCatalog};
 pub use checkpoint::{LogKey, NoteError, SignedCheckpoint, VerifierKey};
 pub use event::{
     AccessChange, AuditEvent, Credential, Decision, EntityAction, EntityChange, EntityKind, Finding, ModelUsage,

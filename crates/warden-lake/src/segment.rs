@@ -1,6 +1,7 @@
 //! Sealed segments: writing WAL-resident events as Parquet files partitioned by day
-//! (`events/day=YYYY-MM-DD/seg-<first seq>-<last seq>.parquet`, rows sorted by `(time, seq)`, zstd),
-//! the segment manifest (`manifest.jsonl`, one line per seal) and reading files back.
+//! (`events/day=YYYY-MM-DD/seg-<first seq>-<last seq>.parquet`, rows sorted by `(time, seq)`, zstd,
+//! the tool catalog in the footer: see `catalog`), the segment manifest (`manifest.jsonl`, one line
+//! per seal) and reading files back.
 //!
 //! Every file is written `*.tmp` → `fsync` → rename → `fsync(dir)`, and only then recorded in the
 //! manifest (appended and `fdatasync`ed). A manifest entry covers one contiguous seq range
@@ -24,6 +25,7 @@ use parquet::schema::types::ColumnPath;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::catalog::ToolCatalog;
 use crate::checkpoint::SignedCheckpoint;
 use crate::merkle::{self, Hash, hex};
 use crate::schema::{self, Row};
@@ -210,12 +212,17 @@ pub(crate) fn write_files(
         {
             let mut writer = ArrowWriter::try_new(&mut sink, schema::arrow_schema(), Some(props.clone()))
                 .map_err(|e| format!("starting `{}`: {e}", tmp.display()))?;
+            let mut catalog = ToolCatalog::default();
             for chunk in rows.chunks(opts.row_group_rows.clamp(1, 65_536)) {
                 let batch_rows: Vec<Row<'_>> = chunk.iter().map(|e| e.row()).collect();
                 let batch = schema::to_batch(&batch_rows)?;
+                catalog.add_batch(&batch);
                 writer
                     .write(&batch)
                     .map_err(|e| format!("writing `{}`: {e}", tmp.display()))?;
+            }
+            if let Some(footer) = catalog.footer() {
+                writer.append_key_value_metadata(footer);
             }
             writer
                 .close()

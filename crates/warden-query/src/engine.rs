@@ -27,21 +27,30 @@
 //! snapshot source can. A query that names `events` twice (a self-join) scans twice, each
 //! scan consistent in itself.
 //!
+//! # `event_tools`
+//!
+//! Beside `events`, the table `event_tools (server, tool)` holds every distinct pair of non-NULL
+//! `server` and `tool` in `events`. The governance reports expand grant patterns against it. For
+//! [`Visibility::All`] it is read from the tool catalog in each sealed segment's footer (written by
+//! `warden_lake` at seal time; a segment without one is scanned once for its two columns and the
+//! result cached like its footer) plus the tail, instead of scanning every event again.
+//!
 //! # Visibility
 //!
 //! For [`Visibility::Team`] the session holds, under the name `events`, only a view: the lake table
-//! filtered on the team column. The unfiltered table is never registered under any name, the
+//! filtered on the team column (and `event_tools` is computed from that view, not from catalogs
+//! that describe every team's events). The unfiltered table is never registered under any name, the
 //! information schema is off, URL tables are off, and only one read-only statement is accepted, so
 //! no SQL text reaches other teams' rows.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
-use datafusion::arrow::array::{AsArray, Int64Array, RecordBatch};
+use datafusion::arrow::array::{Array, AsArray, Int64Array, RecordBatch, StringViewArray};
 use datafusion::arrow::compute::kernels::cmp::gt;
 use datafusion::arrow::compute::{cast, filter_record_batch};
 use datafusion::arrow::datatypes::{DataType, Field, Int64Type, Schema, SchemaRef};
@@ -53,6 +62,8 @@ use datafusion::error::{DataFusionError, Result as DfResult};
 use datafusion::execution::SessionStateBuilder;
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::logical_expr::{Expr, LogicalPlan, TableProviderFilterPushDown, TableType, lit};
+use datafusion::parquet::arrow::ProjectionMask;
+use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use datafusion::parquet::file::metadata::ParquetMetaDataReader;
 use datafusion::parquet::file::statistics::Statistics;
 use datafusion::physical_plan::ExecutionPlan;
@@ -73,6 +84,12 @@ pub const TEAM_COLUMN: &str = "team";
 pub const SEQ_COLUMN: &str = "seq";
 /// The table name the SQL sees.
 pub const EVENTS_TABLE: &str = "events";
+/// The table of every distinct `(server, tool)` pair in `events` (see the module documentation).
+pub const EVENT_TOOLS_TABLE: &str = "event_tools";
+/// The footer key of a segment's tool catalog, as `warden_lake::catalog` writes it (a JSON array of
+/// `[server, tool]` arrays listing every pair in the segment). Spelled out here: this crate reads
+/// lakes, it does not link the lake's writer.
+const TOOL_CATALOG_KEY: &str = "warden.lake.tools";
 
 /// The events not sealed into Parquet yet, as Arrow batches with the lake's schema. Called once per
 /// scan of `events`; it must return quickly (a copy of `Arc`s).
@@ -202,7 +219,7 @@ impl QueryEngine {
         let table = Arc::new(LakeTable {
             schema: view_schema(&schema),
             source,
-            seq_cache: Mutex::new(HashMap::new()),
+            footers: Mutex::new(HashMap::new()),
         });
         Ok(Self {
             inner: Arc::new(Inner { table, runtime, limits }),
@@ -235,11 +252,12 @@ impl QueryEngine {
         let tables: &[&str] = if registry.is_some() {
             &[
                 EVENTS_TABLE,
+                EVENT_TOOLS_TABLE,
                 crate::registry::AGENTS_TABLE,
                 crate::registry::GRANTS_TABLE,
             ]
         } else {
-            &[EVENTS_TABLE]
+            &[EVENTS_TABLE, EVENT_TOOLS_TABLE]
         };
         check_statement(sql)?;
         let work = async {
@@ -300,13 +318,25 @@ impl QueryEngine {
         match scope {
             Visibility::All => {
                 ctx.register_table(EVENTS_TABLE, table)?;
+                ctx.register_table(
+                    EVENT_TOOLS_TABLE,
+                    Arc::new(EventTools::new(Arc::clone(&self.inner.table))),
+                )?;
             }
             Visibility::Team(team) => {
-                let view = ctx
+                let events = ctx
                     .read_table(table)?
-                    .filter(Expr::Column(Column::new_unqualified(TEAM_COLUMN)).eq(lit(team.as_str())))?
+                    .filter(Expr::Column(Column::new_unqualified(TEAM_COLUMN)).eq(lit(team.as_str())))?;
+                // The team's own pairs, from its own rows: the catalogs describe every team's.
+                let column = |name: &str| Expr::Column(Column::new_unqualified(name));
+                let tools = events
+                    .clone()
+                    .filter(column("server").is_not_null().and(column("tool").is_not_null()))?
+                    .select(vec![column("server"), column("tool")])?
+                    .distinct()?
                     .into_view();
-                ctx.register_table(EVENTS_TABLE, view)?;
+                ctx.register_table(EVENTS_TABLE, events.into_view())?;
+                ctx.register_table(EVENT_TOOLS_TABLE, tools)?;
             }
         }
         if let Some(registry) = registry {
@@ -409,15 +439,20 @@ pub(crate) struct LakeTable {
     /// What SQL sees: the lake's schema with string columns as views ([`view_schema`]).
     schema: SchemaRef,
     source: Source,
-    /// Largest `seq` per segment file, keyed by path, valid while size and mtime are unchanged.
-    seq_cache: Mutex<HashMap<PathBuf, SegmentInfo>>,
+    /// What each segment file's footer says, keyed by path, valid while size and mtime are unchanged.
+    footers: Mutex<HashMap<PathBuf, SegmentInfo>>,
 }
 
-#[derive(Clone, Copy, PartialEq, Eq)]
+/// What a segment's footer says, read once per file version.
+#[derive(Clone)]
 struct SegmentInfo {
     len: u64,
     modified: Option<SystemTime>,
+    /// The largest `seq` (footer statistics).
     max_seq: Option<i64>,
+    /// Every `(server, tool)` pair in the segment: from its tool catalog, or from a scan of the file
+    /// once one was needed; `None` until then.
+    tools: Option<Arc<[(String, String)]>>,
 }
 
 impl fmt::Debug for LakeTable {
@@ -445,17 +480,22 @@ impl LakeTable {
     }
 
     fn segment_max_seq(&self, file: &Path) -> Result<Option<i64>, QueryError> {
+        Ok(self.segment_info(file)?.max_seq)
+    }
+
+    /// The footer facts of `file`, from the cache while the file is unchanged.
+    fn segment_info(&self, file: &Path) -> Result<SegmentInfo, QueryError> {
         let lake_err = |detail: String| QueryError::Lake {
             path: file.display().to_string(),
             detail,
         };
         let meta = std::fs::metadata(file).map_err(|e| lake_err(e.to_string()))?;
         let key = (meta.len(), meta.modified().ok());
-        if let Ok(cache) = self.seq_cache.lock()
+        if let Ok(cache) = self.footers.lock()
             && let Some(info) = cache.get(file)
             && (info.len, info.modified) == key
         {
-            return Ok(info.max_seq);
+            return Ok(info.clone());
         }
         let handle = std::fs::File::open(file).map_err(|e| lake_err(e.to_string()))?;
         let metadata = ParquetMetaDataReader::new()
@@ -484,17 +524,84 @@ impl LakeTable {
                 }
             }
         }
-        if let Ok(mut cache) = self.seq_cache.lock() {
-            cache.insert(
-                file.to_path_buf(),
-                SegmentInfo {
-                    len: key.0,
-                    modified: key.1,
-                    max_seq,
-                },
-            );
+        let tools = metadata
+            .file_metadata()
+            .key_value_metadata()
+            .and_then(|kv| kv.iter().find(|kv| kv.key == TOOL_CATALOG_KEY))
+            .and_then(|kv| kv.value.as_deref())
+            .and_then(|json| serde_json::from_str::<Vec<(String, String)>>(json).ok())
+            .map(Arc::from);
+        let info = SegmentInfo {
+            len: key.0,
+            modified: key.1,
+            max_seq,
+            tools,
+        };
+        if let Ok(mut cache) = self.footers.lock() {
+            cache.insert(file.to_path_buf(), info.clone());
         }
-        Ok(max_seq)
+        Ok(info)
+    }
+
+    /// Every `(server, tool)` pair in `file`: its footer's tool catalog, else read from its
+    /// `server` and `tool` columns (once per file version).
+    fn segment_tools(&self, file: &Path) -> Result<Arc<[(String, String)]>, QueryError> {
+        let info = self.segment_info(file)?;
+        if let Some(tools) = info.tools {
+            return Ok(tools);
+        }
+        let tools: Arc<[(String, String)]> = scan_tool_pairs(file)?.into_iter().collect();
+        if let Ok(mut cache) = self.footers.lock()
+            && let Some(entry) = cache.get_mut(file)
+            && (entry.len, entry.modified) == (info.len, info.modified)
+        {
+            entry.tools = Some(Arc::clone(&tools));
+        }
+        Ok(tools)
+    }
+
+    /// The sealed files and the unsealed tail (not yet in any of those files) a scan reads.
+    fn sources(&self) -> DfResult<(Vec<PathBuf>, Vec<RecordBatch>)> {
+        Ok(match &self.source {
+            Source::Directory { root, tail } => {
+                // Tail first, then the listing: see the module documentation.
+                let snapshot = tail();
+                let (files, sealed_max) = self
+                    .segments(root)
+                    .map_err(|e| DataFusionError::External(Box::new(e)))?;
+                (files, self.tail_after(sealed_max, snapshot)?)
+            }
+            Source::Snapshot(source) => {
+                let snapshot = source().map_err(|detail| {
+                    DataFusionError::External(Box::new(QueryError::Lake {
+                        path: "the audit lake".to_owned(),
+                        detail,
+                    }))
+                })?;
+                let tail = snapshot
+                    .tail
+                    .into_iter()
+                    .filter(|b| b.num_rows() > 0)
+                    .collect::<Vec<_>>();
+                (snapshot.files, tail)
+            }
+        })
+    }
+
+    /// Every `(server, tool)` pair in the lake, sorted: the sealed segments' catalogs and the tail.
+    fn tool_pairs(&self) -> DfResult<BTreeSet<(String, String)>> {
+        let (files, tail) = self.sources()?;
+        let mut pairs = BTreeSet::new();
+        for file in &files {
+            let tools = self
+                .segment_tools(file)
+                .map_err(|e| DataFusionError::External(Box::new(e)))?;
+            pairs.extend(tools.iter().cloned());
+        }
+        for batch in &tail {
+            add_tool_pairs(batch, &mut pairs)?;
+        }
+        Ok(pairs)
     }
 
     /// The tail rows not yet in any listed segment.
@@ -564,6 +671,111 @@ fn collect_parquet(dir: &Path, out: &mut Vec<PathBuf>, depth: usize) -> Result<(
     Ok(())
 }
 
+/// Adds the `(server, tool)` pairs of `batch` (either column any string type; rows with a NULL in
+/// either name no tool) to `pairs`. A batch without both columns adds nothing.
+fn add_tool_pairs(batch: &RecordBatch, pairs: &mut BTreeSet<(String, String)>) -> DfResult<()> {
+    let (Some(servers), Some(tools)) = (batch.column_by_name("server"), batch.column_by_name("tool")) else {
+        return Ok(());
+    };
+    let (servers, tools) = (cast(servers, &DataType::Utf8)?, cast(tools, &DataType::Utf8)?);
+    let (servers, tools) = (servers.as_string::<i32>(), tools.as_string::<i32>());
+    let mut seen: HashSet<(&str, &str)> = HashSet::new();
+    for row in 0..batch.num_rows() {
+        if servers.is_valid(row) && tools.is_valid(row) {
+            seen.insert((servers.value(row), tools.value(row)));
+        }
+    }
+    pairs.extend(
+        seen.into_iter()
+            .map(|(server, tool)| (server.to_owned(), tool.to_owned())),
+    );
+    Ok(())
+}
+
+/// The `(server, tool)` pairs of a segment without a tool catalog, read from its two columns.
+fn scan_tool_pairs(file: &Path) -> Result<BTreeSet<(String, String)>, QueryError> {
+    let lake_err = |detail: String| QueryError::Lake {
+        path: file.display().to_string(),
+        detail,
+    };
+    let handle = std::fs::File::open(file).map_err(|e| lake_err(e.to_string()))?;
+    let builder = ParquetRecordBatchReaderBuilder::try_new(handle)
+        .map_err(|e| lake_err(format!("not a readable Parquet segment: {e}")))?;
+    let mut pairs = BTreeSet::new();
+    let wanted = ["server", "tool"];
+    let descr = builder.parquet_schema();
+    let leaves: Vec<usize> = descr
+        .columns()
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| wanted.contains(&c.path().string().as_str()))
+        .map(|(i, _)| i)
+        .collect();
+    if leaves.len() < wanted.len() {
+        return Ok(pairs);
+    }
+    let mask = ProjectionMask::leaves(descr, leaves);
+    let reader = builder
+        .with_projection(mask)
+        .build()
+        .map_err(|e| lake_err(format!("reading the `server` and `tool` columns: {e}")))?;
+    for batch in reader {
+        let batch = batch.map_err(|e| lake_err(format!("reading the `server` and `tool` columns: {e}")))?;
+        add_tool_pairs(&batch, &mut pairs).map_err(|e| lake_err(e.to_string()))?;
+    }
+    Ok(pairs)
+}
+
+/// The table `event_tools` (see the module documentation): every `(server, tool)` pair the lake's
+/// events name, from the sealed segments' tool catalogs and the tail, computed at each scan.
+struct EventTools {
+    lake: Arc<LakeTable>,
+    schema: SchemaRef,
+}
+
+impl EventTools {
+    fn new(lake: Arc<LakeTable>) -> EventTools {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("server", DataType::Utf8View, false),
+            Field::new("tool", DataType::Utf8View, false),
+        ]));
+        EventTools { lake, schema }
+    }
+}
+
+impl fmt::Debug for EventTools {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "EventTools({:?})", self.lake)
+    }
+}
+
+#[async_trait]
+impl TableProvider for EventTools {
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        let pairs = self.lake.tool_pairs()?;
+        let servers: StringViewArray = pairs.iter().map(|(s, _)| Some(s.as_str())).collect();
+        let tools: StringViewArray = pairs.iter().map(|(_, t)| Some(t.as_str())).collect();
+        let batch = RecordBatch::try_new(self.schema.clone(), vec![Arc::new(servers), Arc::new(tools)])?;
+        MemTable::try_new(self.schema.clone(), vec![vec![batch]])?
+            .scan(state, projection, filters, limit)
+            .await
+    }
+}
+
 #[async_trait]
 impl TableProvider for LakeTable {
     fn schema(&self) -> SchemaRef {
@@ -586,30 +798,7 @@ impl TableProvider for LakeTable {
         filters: &[Expr],
         limit: Option<usize>,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
-        let (files, tail) = match &self.source {
-            Source::Directory { root, tail } => {
-                // Tail first, then the listing: see the module documentation.
-                let snapshot = tail();
-                let (files, sealed_max) = self
-                    .segments(root)
-                    .map_err(|e| DataFusionError::External(Box::new(e)))?;
-                (files, self.tail_after(sealed_max, snapshot)?)
-            }
-            Source::Snapshot(source) => {
-                let snapshot = source().map_err(|detail| {
-                    DataFusionError::External(Box::new(QueryError::Lake {
-                        path: "the audit lake".to_owned(),
-                        detail,
-                    }))
-                })?;
-                let tail = snapshot
-                    .tail
-                    .into_iter()
-                    .filter(|b| b.num_rows() > 0)
-                    .collect::<Vec<_>>();
-                (snapshot.files, tail)
-            }
-        };
+        let (files, tail) = self.sources()?;
 
         let mut inputs: Vec<Arc<dyn ExecutionPlan>> = Vec::new();
         if !files.is_empty() {

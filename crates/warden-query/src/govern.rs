@@ -140,11 +140,10 @@ impl Report {
                  WHERE NOT EXISTS (SELECT 1 FROM agents a WHERE a.agent_id = s.agent_id) \
                  ORDER BY s.events DESC, s.agent_id"
             }
-            // The tools seen (a cheap, low-cardinality aggregate), the (agent, server, tool) triples
-            // each agent's grants cover (patterns matched against those tools only; `keyed` lists each
-            // tool under its server and under `*`, so a grant on one server and a grant on every
-            // server both join on an equal key and the events are scanned once for the tools, not
-            // once per kind of grant), then the tool calls with no covering triple, aggregated;
+            // The tools the events name (`event_tools`: from the segments' footer catalogs, not a
+            // scan), the (agent, server, tool) triples each agent's grants cover (patterns matched
+            // against those tools only; `keyed` lists each tool under its server and under `*`, so a
+            // grant on one server and a grant on every server both join on an equal key), then the tool calls with no covering triple, aggregated;
             // registered agents only (an unregistered one is a shadow agent, reported there), their
             // team from the registry, so the scan of the calls does not read the events' team column.
             // Written as `covered RIGHT JOIN calls … IS NULL` rather than NOT EXISTS so the hash table
@@ -154,9 +153,7 @@ impl Report {
             // an outer join and returns nothing. Measured and not kept (BENCHMARKS.md): aggregating the
             // calls before the anti-join, and computing `covered` first as a table of known size.
             Report::ScopeDrift => {
-                "WITH tools AS ( \
-                   SELECT DISTINCT server, tool FROM events \
-                   WHERE class_uid = 6003 AND server IS NOT NULL AND tool IS NOT NULL), \
+                "WITH tools AS (SELECT server, tool FROM event_tools), \
                  keyed AS ( \
                    SELECT t.server, t.tool, CASE WHEN k.wild = 1 THEN '*' ELSE t.server END AS grant_server \
                    FROM tools t CROSS JOIN (VALUES (0), (1)) AS k(wild)), \
@@ -188,9 +185,7 @@ impl Report {
             Report::SensitiveScopeHolders => {
                 "WITH held AS ( \
                    SELECT DISTINCT agent_id, team, scope FROM grants WHERE sensitive), \
-                 tools AS ( \
-                   SELECT DISTINCT server, tool FROM events \
-                   WHERE class_uid = 6003 AND server IS NOT NULL AND tool IS NOT NULL), \
+                 tools AS (SELECT server, tool FROM event_tools), \
                  keyed AS ( \
                    SELECT t.server, t.tool, CASE WHEN k.wild = 1 THEN '*' ELSE t.server END AS grant_server \
                    FROM tools t CROSS JOIN (VALUES (0), (1)) AS k(wild)), \

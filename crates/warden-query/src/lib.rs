@@ -14,7 +14,8 @@ mod output;
 mod registry;
 
 pub use engine::{
-    EVENTS_TABLE, LakeSnapshot, Limits, QueryEngine, SEQ_COLUMN, SnapshotSource, TEAM_COLUMN, TailSource, Visibility,
+    EVENT_TOOLS_TABLE, EVENTS_TABLE, LakeSnapshot, Limits, QueryEngine, SEQ_COLUMN, SnapshotSource, TEAM_COLUMN,
+    TailSource, Visibility,
 };
 pub use error::QueryError;
 pub use output::{Format, QueryResult};

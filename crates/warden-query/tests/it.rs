@@ -286,7 +286,10 @@ async fn errors_say_what_is_wrong() {
     assert!(err.to_string().contains("did you mean `team`"), "{err}");
 
     let err = engine.sql("SELECT * FROM evnts", &all).await.unwrap_err();
-    assert_eq!(err.to_string(), "unknown table `evnts`; the tables are `events`");
+    assert_eq!(
+        err.to_string(),
+        "unknown table `evnts`; the tables are `events`, `event_tools`"
+    );
 
     let err = engine
         .sql("SELECT no_such_fn(seq) FROM events", &all)
@@ -459,6 +462,163 @@ fn fleet_events() -> Vec<Event<'static>> {
     push(1, "b1", "b", Some("docs"), Some("read_main_page"), 1, None);
     push(1, "b1", "b", Some("docs"), Some("read_page"), 1, None); // drift, allowed
     out
+}
+
+/// An event naming `server`/`tool`, of `team`'s agent.
+fn tool_event(
+    seq: i64,
+    team: &'static str,
+    server: Option<&'static str>,
+    tool: Option<&'static str>,
+) -> Event<'static> {
+    Event {
+        seq,
+        time_ms: T0 + seq * 1000,
+        class_uid: 6003,
+        action_id: Some(1),
+        agent_id: Some(if team == "a" { "a1" } else { "b1" }),
+        team: Some(team),
+        server,
+        tool,
+        ..Event::default()
+    }
+}
+
+async fn pairs(engine: &QueryEngine, scope: &Visibility, sql: &str) -> Vec<(String, String)> {
+    let rows = engine.sql(sql, scope).await.unwrap().to_json();
+    rows.as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["server"].as_str().unwrap().to_owned(),
+                r["tool"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// `event_tools` holds every (server, tool) pair of `events` once: from a segment's footer catalog,
+/// from a segment without one (read from the file), and from the tail. A team sees its own pairs.
+#[tokio::test]
+async fn event_tools_lists_the_pairs_of_catalogued_and_uncatalogued_segments_and_the_tail() {
+    let dir = tempfile::tempdir().unwrap();
+    let tail = Tail::default();
+    write_segment(
+        &segment_path(dir.path(), "2026-11-24", "1.parquet"),
+        &schema(),
+        &[batch(
+            &schema(),
+            &[
+                tool_event(1, "a", Some("github"), Some("get_issue")),
+                tool_event(2, "b", Some("db"), Some("query")),
+                tool_event(3, "a", Some("github"), Some("get_issue")),
+            ],
+        )],
+    );
+    events::write_segment_with(
+        &segment_path(dir.path(), "2026-11-24", "4.parquet"),
+        &schema(),
+        &[batch(
+            &schema(),
+            &[
+                tool_event(4, "a", Some("github"), Some("create_issue")),
+                tool_event(5, "b", None, Some("Bash")),
+                tool_event(6, "b", Some("db"), None),
+            ],
+        )],
+        false,
+    );
+    tail.set(vec![batch(
+        &schema(),
+        &[tool_event(7, "b", Some("slack"), Some("post"))],
+    )]);
+    let engine = engine(dir.path(), &tail);
+    let all = Visibility::All;
+    let listed = pairs(
+        &engine,
+        &all,
+        "SELECT server, tool FROM event_tools ORDER BY server, tool",
+    )
+    .await;
+    let owned = |v: &[(&str, &str)]| -> Vec<(String, String)> {
+        v.iter().map(|(s, t)| ((*s).to_owned(), (*t).to_owned())).collect()
+    };
+    assert_eq!(
+        listed,
+        owned(&[
+            ("db", "query"),
+            ("github", "create_issue"),
+            ("github", "get_issue"),
+            ("slack", "post")
+        ])
+    );
+    let scanned = pairs(
+        &engine,
+        &all,
+        "SELECT DISTINCT server, tool FROM events WHERE server IS NOT NULL AND tool IS NOT NULL \
+         ORDER BY server, tool",
+    )
+    .await;
+    assert_eq!(listed, scanned);
+    // Asked again (footers now cached), the same.
+    assert_eq!(
+        pairs(
+            &engine,
+            &all,
+            "SELECT server, tool FROM event_tools ORDER BY server, tool"
+        )
+        .await,
+        listed
+    );
+
+    let team_a = Visibility::Team("a".to_owned());
+    assert_eq!(
+        pairs(
+            &engine,
+            &team_a,
+            "SELECT server, tool FROM event_tools ORDER BY server, tool"
+        )
+        .await,
+        owned(&[("github", "create_issue"), ("github", "get_issue")])
+    );
+}
+
+/// The footer catalog is what `event_tools` reads for a catalogued segment: a catalog naming a pair
+/// its rows do not have shows that pair (so the engine did not scan the rows).
+#[tokio::test]
+async fn event_tools_reads_the_footer_catalog_not_the_rows() {
+    use datafusion::parquet::arrow::ArrowWriter;
+    use datafusion::parquet::file::metadata::KeyValue;
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = segment_path(dir.path(), "2026-11-24", "1.parquet");
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let mut writer = ArrowWriter::try_new(std::fs::File::create(&path).unwrap(), schema(), None).unwrap();
+    writer
+        .write(&batch(
+            &schema(),
+            &[tool_event(1, "a", Some("github"), Some("get_issue"))],
+        ))
+        .unwrap();
+    writer.append_key_value_metadata(KeyValue::new(
+        warden_lake::TOOL_CATALOG_KEY.to_owned(),
+        r#"[["github","get_issue"],["only","in_the_catalog"]]"#.to_owned(),
+    ));
+    writer.close().unwrap();
+    let engine = engine(dir.path(), &Tail::default());
+    assert_eq!(
+        pairs(
+            &engine,
+            &Visibility::All,
+            "SELECT server, tool FROM event_tools ORDER BY server"
+        )
+        .await,
+        vec![
+            ("github".to_owned(), "get_issue".to_owned()),
+            ("only".to_owned(), "in_the_catalog".to_owned())
+        ]
+    );
 }
 
 async fn report(engine: &QueryEngine, report: Report, scope: &Visibility) -> Value {
@@ -730,6 +890,12 @@ async fn over_a_real_lake_before_and_after_a_seal() {
                 )
                 .await;
                 assert_eq!(team_a, (0..n).filter(|i| i % 3 == 0).count() as i64);
+                let tools = engine
+                    .sql("SELECT server, tool FROM event_tools", &Visibility::All)
+                    .await
+                    .unwrap()
+                    .to_json();
+                assert_eq!(tools, json!([{"server": "github", "tool": "get_issue"}]), "{engine:?}");
             }
         }
     };
@@ -743,4 +909,23 @@ async fn over_a_real_lake_before_and_after_a_seal() {
     check(350, 35).await;
     lake.seal().await.unwrap();
     check(350, 35).await;
+
+    // Every sealed segment carries its tool catalog in the footer.
+    for file in lake.snapshot().unwrap().files {
+        let handle = std::fs::File::open(&file).unwrap();
+        let meta = datafusion::parquet::file::metadata::ParquetMetaDataReader::new()
+            .parse_and_finish(&handle)
+            .unwrap();
+        let catalog = meta
+            .file_metadata()
+            .key_value_metadata()
+            .and_then(|kv| kv.iter().find(|kv| kv.key == warden_lake::TOOL_CATALOG_KEY))
+            .and_then(|kv| kv.value.clone());
+        assert_eq!(
+            catalog.as_deref(),
+            Some(r#"[["github","get_issue"]]"#),
+            "{}",
+            file.display()
+        );
+    }
 }

@@ -147,9 +147,15 @@ fn filler(field: &Field, events: &[Event<'_>]) -> ArrayRef {
     }
 }
 
-/// Writes `batches` as one sealed segment at `path` (zstd, 128 Ki-row groups, statistics on),
-/// through a temporary name and a rename as a seal does.
+/// Writes `batches` as one sealed segment at `path` (zstd, 128 Ki-row groups, statistics on, the
+/// lake's tool catalog in the footer), through a temporary name and a rename as a seal does.
 pub(crate) fn write_segment(path: &Path, schema: &SchemaRef, batches: &[RecordBatch]) {
+    write_segment_with(path, schema, batches, true);
+}
+
+/// Like [`write_segment`], with or without the tool catalog (as a lake from before catalogs, or
+/// another writer, leaves it).
+pub(crate) fn write_segment_with(path: &Path, schema: &SchemaRef, batches: &[RecordBatch], catalog: bool) {
     std::fs::create_dir_all(path.parent().expect("segment path has a parent")).expect("mkdir");
     let tmp = path.with_file_name(format!(
         ".{}.tmp",
@@ -161,8 +167,13 @@ pub(crate) fn write_segment(path: &Path, schema: &SchemaRef, batches: &[RecordBa
         .build();
     let file = std::fs::File::create(&tmp).expect("create segment");
     let mut writer = ArrowWriter::try_new(file, schema.clone(), Some(props)).expect("writer");
+    let mut tools = warden_lake::ToolCatalog::default();
     for b in batches {
+        tools.add_batch(b);
         writer.write(b).expect("write batch");
+    }
+    if catalog && let Some(footer) = tools.footer() {
+        writer.append_key_value_metadata(footer);
     }
     writer.close().expect("close segment");
     std::fs::rename(&tmp, path).expect("rename segment");
