@@ -17,7 +17,9 @@
 //! before, after opening them and after a second round of calls.
 //!
 //! Run with `cargo bench -p warden-cli --bench gateway`; it needs `WARDEN_TEST_NODE_PEERS` (the Node
-//! test peers `scripts/test.sh` installs). Targets: added p99 ≤ 1 ms at 1,000 calls/s, gateway ≥ 50% of
+//! test peers `scripts/test.sh` installs); with `WARDEN_BENCH_ONLY=paced` it makes the paced runs alone
+//! against the Rust upstream, with a denied call (decided and durable, not forwarded) and the
+//! gateway's `ping` paced beside them. Targets: added p99 ≤ 1 ms at 1,000 calls/s, gateway ≥ 50% of
 //! direct throughput at saturation. Without `--bench` (as `cargo test --all-targets` runs it, in debug)
 //! it runs a tiny smoke configuration in a few seconds, and skips with a message when the peers are
 //! missing.
@@ -121,6 +123,9 @@ fn main() {
         return;
     };
     let config = if bench { FULL } else { SMOKE };
+    // `WARDEN_BENCH_ONLY=paced`: the paced runs alone, against the Rust upstream, with the gateway's
+    // `ping` paced beside them (a quick loop for work on the gateway's tail latency).
+    let paced_only = std::env::var("WARDEN_BENCH_ONLY").is_ok_and(|v| v == "paced");
     let everything_js: PathBuf = [
         &peers,
         "node_modules/@modelcontextprotocol/server-everything/dist/index.js",
@@ -164,7 +169,8 @@ fn main() {
         ),
     ];
     let mut last = None;
-    for (i, (what, upstream)) in upstreams.into_iter().enumerate() {
+    let upstreams = upstreams.into_iter().take(if paced_only { 1 } else { 2 });
+    for (i, (what, upstream)) in upstreams.enumerate() {
         let warden = Warden::start(
             &dir.path().join(format!("data-{i}")),
             &dir.path().join(format!("warden-{i}.log")),
@@ -172,6 +178,10 @@ fn main() {
         let tokens = warden.setup(&upstream.url, config.agents);
         println!();
         println!("== upstream: {what}; {} agents", tokens.len());
+        if paced_only {
+            runtime.block_on(paced_runs(&warden, &upstream, &tokens, &config, None));
+            return;
+        }
         runtime.block_on(compare(&warden, &upstream, &tokens, &config));
         last = Some((warden, tokens, upstream));
     }
@@ -215,16 +225,30 @@ async fn compare(warden: &Warden, upstream: &Upstream, tokens: &[String], config
     println!("         (ping: token check, session lookup and HTTP only; no policy, audit or upstream)");
 
     println!();
+    paced_runs(warden, upstream, tokens, config, Some(saturation)).await;
+}
+
+/// Open-loop runs, direct against gateway, at each of `config.paced_rates`. Without the direct
+/// saturation figure (`WARDEN_BENCH_ONLY=paced`), a denied call and the gateway's `ping` are paced
+/// too: the added latency without the forwarding, and without the decision and its commit.
+async fn paced_runs(warden: &Warden, upstream: &Upstream, tokens: &[String], config: &Config, saturation: Option<f64>) {
+    let direct = |_: usize| Endpoint::new(&upstream.url, None);
+    let gateway = |i: usize| {
+        Endpoint::new(
+            &format!("{}/mcp/everything", warden.url),
+            Some(&tokens[i % tokens.len()]),
+        )
+    };
     println!(
-        "open loop: calls sent on a fixed schedule over {} sessions, {:.1} s per run (direct saturates at \
-         {saturation:.0}/s above):",
+        "open loop: calls sent on a fixed schedule over {} sessions, {:.1} s per run{}:",
         config.paced_workers,
-        config.paced_run.as_secs_f64()
+        config.paced_run.as_secs_f64(),
+        saturation.map_or(String::new(), |s| format!(" (direct saturates at {s:.0}/s above)"))
     );
     println!("path     target/s  achieved/s    p50 µs    p99 µs  late p99 µs");
     for &rate in config.paced_rates {
-        let d = paced(&direct, rate, config).await;
-        let g = paced(&gateway, rate, config).await;
+        let d = paced(&direct, rate, Op::Echo, config).await;
+        let g = paced(&gateway, rate, Op::Echo, config).await;
         d.row("direct", rate);
         g.row("gateway", rate);
         println!(
@@ -232,6 +256,10 @@ async fn compare(warden: &Warden, upstream: &Upstream, tokens: &[String], config
             g.run.p50 - d.run.p50,
             g.run.p99 - d.run.p99
         );
+        if saturation.is_none() {
+            paced(&gateway, rate, Op::Denied, config).await.row("gw deny", rate);
+            paced(&gateway, rate, Op::Ping, config).await.row("gw ping", rate);
+        }
     }
     println!(
         "(latency from the actual send; `late`: how far sends slipped behind the schedule, when the path or \
@@ -663,12 +691,18 @@ impl Conn {
                 "Echo: hello",
             ),
             Op::Ping => (json!({"jsonrpc": "2.0", "id": id, "method": "ping"}), "\"result\""),
+            Op::Denied => (
+                json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
+                       "params": {"name": "echo", "arguments": {"message": "a secret"}}}),
+                "no-secret-echo",
+            ),
         };
         let reply = self
             .request(Method::POST, Some(session), Some(body.to_string()))
             .await?;
         let body = text(&reply.body);
-        if reply.status != 200 || !body.contains(expect) || body.contains("\"isError\":true") {
+        let refused = body.contains("\"isError\":true");
+        if reply.status != 200 || !body.contains(expect) || refused != matches!(op, Op::Denied) {
             return Err(format!("{}: {}", reply.status, body));
         }
         Ok(())
@@ -685,8 +719,12 @@ fn text(body: &Bytes) -> String {
 
 #[derive(Clone, Copy)]
 enum Op {
+    /// `tools/call` of `echo`: allowed and forwarded.
     Echo,
+    /// `ping`: the token check, the session and HTTP only.
     Ping,
+    /// `tools/call` of `echo` that the guardrail denies: decided and made durable, not forwarded.
+    Denied,
 }
 
 /// Latencies of a run, in µs.
@@ -810,7 +848,7 @@ impl Paced {
 
 /// Calls sent on a fixed schedule at `rate` calls/s (open loop), spread over `config.paced_workers`
 /// sessions, for `config.paced_run`.
-async fn paced(endpoint: &dyn Fn(usize) -> Endpoint, rate: f64, config: &Config) -> Paced {
+async fn paced(endpoint: &dyn Fn(usize) -> Endpoint, rate: f64, op: Op, config: &Config) -> Paced {
     let total = (rate * config.paced_run.as_secs_f64()) as usize;
     let workers = config.paced_workers;
     let barrier = Arc::new(Barrier::new(workers));
@@ -843,7 +881,7 @@ async fn paced(endpoint: &dyn Fn(usize) -> Endpoint, rate: f64, config: &Config)
                 let at = start + Duration::from_secs_f64(k as f64 / rate);
                 tokio::time::sleep_until(at.into()).await;
                 let sent = Instant::now();
-                conn.call(&session, Op::Echo, k as u64 + 1_000_000)
+                conn.call(&session, op, k as u64 + 1_000_000)
                     .await
                     .unwrap_or_else(|e| panic!("call: {e}"));
                 let took = sent.elapsed();

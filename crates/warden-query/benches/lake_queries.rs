@@ -14,7 +14,10 @@
 //! Each query runs once to warm up, then 3 times; the best run is reported (ms). DuckDB runs in
 //! Python (the `duckdb` wheel), timed inside Python so process start is not counted; it gets the
 //! same files through `read_parquet`, 2 threads like DataFusion on this machine. Targets:
-//! aggregates ≤ 250 ms, anti-joins ≤ 1 s, no query slower than 2× DuckDB.
+//! aggregates ≤ 250 ms, anti-joins ≤ 1 s, no query slower than 2× DuckDB. Each engine runs its
+//! formulation of a report: Warden `Report::sql` (scope drift with the `in_granted_scope`
+//! predicate), DuckDB `Report::portable_sql` (scope drift as a join); `scope_drift_as_join` runs the
+//! join in both engines, for comparison.
 //!
 //! Run with `cargo bench -p warden-query --bench lake_queries` (needs `WARDEN_TEST_PYTHON` with
 //! `duckdb`, as `scripts/test.sh` installs; without it only Warden's column is printed). Without
@@ -84,6 +87,8 @@ const T0: i64 = 1_794_787_200_000;
 struct Query {
     name: &'static str,
     sql: &'static str,
+    /// The same query for DuckDB (no Warden functions).
+    portable: &'static str,
     budget: Option<f64>,
 }
 
@@ -100,12 +105,14 @@ fn all_queries() -> Vec<Query> {
     let report = |r: Report, budget: f64| Query {
         name: r.name(),
         sql: r.sql(),
+        portable: r.portable_sql(),
         budget: Some(budget),
     };
     vec![
         Query {
             name: "count_all",
             sql: "SELECT count(*) AS n FROM events",
+            portable: "SELECT count(*) AS n FROM events",
             budget: None,
         },
         report(Report::SpendPerTeam, 250.0),
@@ -113,6 +120,12 @@ fn all_queries() -> Vec<Query> {
         report(Report::DenialsPerTeamPerDay, 250.0),
         report(Report::ShadowAgents, 1_000.0),
         report(Report::ScopeDrift, 1_000.0),
+        Query {
+            name: "scope_drift_as_join",
+            sql: Report::ScopeDrift.portable_sql(),
+            portable: Report::ScopeDrift.portable_sql(),
+            budget: None,
+        },
     ]
 }
 
@@ -367,7 +380,7 @@ fn duckdb(dir: &Path, runs: usize) -> Option<Value> {
     };
     let queries: Vec<Value> = queries()
         .iter()
-        .map(|q| json!({"name": q.name, "sql": q.sql}))
+        .map(|q| json!({"name": q.name, "sql": q.portable}))
         .collect();
     let job = json!({"dir": dir.display().to_string(), "runs": runs, "queries": queries});
     let mut child = Command::new(&python)

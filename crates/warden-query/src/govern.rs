@@ -4,7 +4,8 @@
 //! tables (see [`crate::Registry`]); run it with [`run`] under the caller's [`Visibility`], so a
 //! team-admin's report covers only the team. The SQL is plain enough that DuckDB runs the same text
 //! over the same Parquet files (the benchmark does), which lets an auditor re-check any report
-//! independently.
+//! independently; scope drift, whose [`Report::sql`] filters with Warden's `in_granted_scope`, has
+//! the same report in plain SQL as [`Report::portable_sql`].
 //!
 //! Columns used (`warden_lake::arrow_schema()`): `time_dt`, `class_uid` (6003 = API Activity: tool
 //! and model calls), `action_id` (1 allowed, 2 denied), `agent_id`, `team`, `server`, `tool`,
@@ -14,9 +15,25 @@
 //! exactly as `warden_core::ToolPattern::matches` reads `server/tool-glob`. Patterns are matched
 //! against the distinct tools seen in the lake (a few hundred), never per event; the events then
 //! meet the covered (agent, server, tool) triples in hash joins, and only what is left is grouped.
+//! Scope drift instead asks `in_granted_scope` (that very `matches`, once per distinct triple of a
+//! batch) on the scan, so only the calls outside every grant go further.
 //! Shadow agents group per agent first and compare those few thousand groups with the registry.
 
 use crate::{QueryEngine, QueryError, QueryResult, Registry, Visibility};
+
+/// The end of both scope-drift queries: the calls in `outside`, per agent and tool, the agent's team
+/// from the registry (registered agents only).
+macro_rules! drift_by_agent_and_tool {
+    () => {
+        "SELECT o.agent_id, a.team, o.server, o.tool, count(*) AS calls, \
+                sum(CASE WHEN o.action_id = 2 THEN 1 ELSE 0 END) AS denied, \
+                sum(CASE WHEN o.action_id = 1 THEN 1 ELSE 0 END) AS allowed, \
+                max(o.time_dt) AS last_seen \
+         FROM outside o JOIN agents a ON a.agent_id = o.agent_id \
+         GROUP BY o.agent_id, a.team, o.server, o.tool \
+         ORDER BY calls DESC, o.agent_id, o.server, o.tool"
+    };
+}
 
 /// A named governance query.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -97,6 +114,15 @@ impl Report {
         )
     }
 
+    /// The same report in SQL any engine runs over the lake's files and the registry's tables (no
+    /// Warden function), for cross-checks with other engines; the same answer as [`Report::sql`].
+    pub fn portable_sql(self) -> &'static str {
+        match self {
+            Report::ScopeDrift => SCOPE_DRIFT_PORTABLE,
+            other => other.sql(),
+        }
+    }
+
     /// The SQL text.
     pub fn sql(self) -> &'static str {
         match self {
@@ -140,45 +166,19 @@ impl Report {
                  WHERE NOT EXISTS (SELECT 1 FROM agents a WHERE a.agent_id = s.agent_id) \
                  ORDER BY s.events DESC, s.agent_id"
             }
-            // The tools the events name (`event_tools`: from the segments' footer catalogs, not a
-            // scan), the (agent, server, tool) triples each agent's grants cover (patterns matched
-            // against those tools only; `keyed` lists each tool under its server and under `*`, so a
-            // grant on one server and a grant on every server both join on an equal key), then the tool calls with no covering triple, aggregated;
-            // registered agents only (an unregistered one is a shadow agent, reported there), their
-            // team from the registry, so the scan of the calls does not read the events' team column.
-            // Written as `covered RIGHT JOIN calls … IS NULL` rather than NOT EXISTS so the hash table
-            // is built on the small side: DataFusion has no row estimate for `covered` and would
-            // otherwise hash the tool calls. The NULL test is on `hit`, not a join key: DataFusion 55
-            // infers `c.agent_id IS NULL` onto the other side of the key equality, which is wrong for
-            // an outer join and returns nothing. Measured and not kept (BENCHMARKS.md): aggregating the
-            // calls before the anti-join, and computing `covered` first as a table of known size.
+            // The tool calls of registered agents that no grant of theirs covers, aggregated. The
+            // test is `in_granted_scope` (see `granted.rs`): a predicate on the scan, so only the
+            // few calls outside every grant go further; registered agents only (an unregistered one
+            // is a shadow agent, reported there), their team from the registry. `portable_sql` has
+            // the same report as a join, for engines without Warden's functions.
             Report::ScopeDrift => {
-                "WITH tools AS (SELECT server, tool FROM event_tools), \
-                 keyed AS ( \
-                   SELECT t.server, t.tool, CASE WHEN k.wild = 1 THEN '*' ELSE t.server END AS grant_server \
-                   FROM tools t CROSS JOIN (VALUES (0), (1)) AS k(wild)), \
-                 covered AS ( \
-                   SELECT DISTINCT g.agent_id, t.server, t.tool, 1 AS hit \
-                   FROM grants g JOIN keyed t ON t.grant_server = g.server \
-                   WHERE CASE g.tool_match \
-                             WHEN 'exact' THEN t.tool = g.tool_text \
-                             WHEN 'prefix' THEN starts_with(t.tool, g.tool_text) \
-                             ELSE t.tool LIKE g.tool_like ESCAPE '\\' END), \
-                 calls AS ( \
-                   SELECT agent_id, server, tool, action_id, time_dt FROM events \
-                   WHERE class_uid = 6003 AND tool IS NOT NULL AND agent_id IS NOT NULL), \
-                 outside AS ( \
-                   SELECT e.agent_id, e.server, e.tool, e.action_id, e.time_dt \
-                   FROM covered c RIGHT JOIN calls e \
-                     ON c.agent_id = e.agent_id AND c.server = e.server AND c.tool = e.tool \
-                   WHERE c.hit IS NULL) \
-                 SELECT o.agent_id, a.team, o.server, o.tool, count(*) AS calls, \
-                        sum(CASE WHEN o.action_id = 2 THEN 1 ELSE 0 END) AS denied, \
-                        sum(CASE WHEN o.action_id = 1 THEN 1 ELSE 0 END) AS allowed, \
-                        max(o.time_dt) AS last_seen \
-                 FROM outside o JOIN agents a ON a.agent_id = o.agent_id \
-                 GROUP BY o.agent_id, a.team, o.server, o.tool \
-                 ORDER BY calls DESC, o.agent_id, o.server, o.tool"
+                concat!(
+                    "WITH outside AS ( \
+                       SELECT agent_id, server, tool, action_id, time_dt FROM events \
+                       WHERE class_uid = 6003 AND tool IS NOT NULL AND agent_id IS NOT NULL \
+                         AND NOT in_granted_scope(agent_id, server, tool)) ",
+                    drift_by_agent_and_tool!()
+                )
             }
             // Holders from the registry; use = allowed calls to a tool a pattern of that scope
             // covers (matched against the tools seen, as for drift).
@@ -238,3 +238,33 @@ pub async fn run(
 ) -> Result<QueryResult, QueryError> {
     engine.sql_with_registry(report.sql(), scope, registry).await
 }
+
+/// Scope drift as a join (see [`Report::portable_sql`]): the tools the events name
+/// (`event_tools`), the (agent, server, tool) triples each agent's grants cover (patterns matched
+/// against those tools only; `keyed` lists each tool under its server and under `*`, so a grant on
+/// one server and a grant on every server both join on an equal key), then the tool calls with no
+/// covering triple. Written as `covered RIGHT JOIN calls … IS NULL` so the hash table is built on the
+/// small side; the NULL test is on `hit`, not a join key: DataFusion 55 infers `c.agent_id IS NULL`
+/// onto the other side of the key equality, which is wrong for an outer join and returns nothing.
+const SCOPE_DRIFT_PORTABLE: &str = concat!(
+    "WITH tools AS (SELECT server, tool FROM event_tools), \
+                 keyed AS ( \
+                   SELECT t.server, t.tool, CASE WHEN k.wild = 1 THEN '*' ELSE t.server END AS grant_server \
+                   FROM tools t CROSS JOIN (VALUES (0), (1)) AS k(wild)), \
+                 covered AS ( \
+                   SELECT DISTINCT g.agent_id, t.server, t.tool, 1 AS hit \
+                   FROM grants g JOIN keyed t ON t.grant_server = g.server \
+                   WHERE CASE g.tool_match \
+                             WHEN 'exact' THEN t.tool = g.tool_text \
+                             WHEN 'prefix' THEN starts_with(t.tool, g.tool_text) \
+                             ELSE t.tool LIKE g.tool_like ESCAPE '\\' END), \
+                 calls AS ( \
+                   SELECT agent_id, server, tool, action_id, time_dt FROM events \
+                   WHERE class_uid = 6003 AND tool IS NOT NULL AND agent_id IS NOT NULL), \
+                 outside AS ( \
+                   SELECT e.agent_id, e.server, e.tool, e.action_id, e.time_dt \
+                   FROM covered c RIGHT JOIN calls e \
+                     ON c.agent_id = e.agent_id AND c.server = e.server AND c.tool = e.tool \
+                   WHERE c.hit IS NULL) ",
+    drift_by_agent_and_tool!()
+);

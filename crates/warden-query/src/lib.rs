@@ -10,6 +10,7 @@
 mod engine;
 mod error;
 pub mod govern;
+mod granted;
 mod output;
 mod registry;
 
@@ -18,6 +19,7 @@ pub use engine::{
     TailSource, Visibility,
 };
 pub use error::QueryError;
+pub use granted::IN_GRANTED_SCOPE;
 pub use output::{Format, QueryResult};
 pub use registry::{
     AGENTS_TABLE, GRANTS_TABLE, GrantedTool, PatternParts, RegisteredAgent, Registry, agents_schema, glob_to_like,

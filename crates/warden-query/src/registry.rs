@@ -209,7 +209,8 @@ impl Registry {
         )?)
     }
 
-    /// Registers `agents` and `grants` in `ctx`; for a team, as views holding only its rows.
+    /// Registers `agents` and `grants` in `ctx`, and the function `in_granted_scope` over those
+    /// grants; for a team, as views holding only its rows, and the function knowing only its grants.
     pub(crate) fn register(&self, ctx: &SessionContext, scope: &Visibility) -> DfResult<()> {
         for (name, schema, batch) in [
             (AGENTS_TABLE, agents_schema(), self.agents_batch()?),
@@ -225,6 +226,11 @@ impl Registry {
             };
             ctx.register_table(name, table)?;
         }
+        let visible = self.grants.iter().filter(|g| match scope {
+            Visibility::All => true,
+            Visibility::Team(team) => g.team == *team,
+        });
+        ctx.register_udf(crate::granted::InGrantedScope::udf(visible));
         Ok(())
     }
 }

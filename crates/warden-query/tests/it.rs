@@ -707,6 +707,33 @@ async fn governance_reports_on_a_known_fleet() {
     );
     let drift_b = report(&engine, Report::ScopeDrift, &Visibility::Team("b".to_owned())).await;
     assert_eq!(drift_b.as_array().unwrap().len(), 2);
+    // The join any engine runs gives the same answer as the `in_granted_scope` predicate.
+    for scope in [&all, &team_a, &Visibility::Team("b".to_owned())] {
+        let joined = engine
+            .sql_with_registry(Report::ScopeDrift.portable_sql(), scope, &fleet_registry())
+            .await
+            .unwrap()
+            .to_json();
+        assert_eq!(joined, report(&engine, Report::ScopeDrift, scope).await);
+    }
+    // A team's `in_granted_scope` knows the team's grants only: team b cannot probe a1's.
+    let probe = "SELECT in_granted_scope('a1', 'github', 'get_issue') AS covered";
+    let covered = |scope: Visibility| {
+        let engine = &engine;
+        async move {
+            engine
+                .sql_with_registry(probe, &scope, &fleet_registry())
+                .await
+                .unwrap()
+                .to_json()
+        }
+    };
+    assert_eq!(covered(Visibility::All).await, json!([{"covered": true}]));
+    assert_eq!(covered(team_a.clone()).await, json!([{"covered": true}]));
+    assert_eq!(
+        covered(Visibility::Team("b".to_owned())).await,
+        json!([{"covered": false}])
+    );
 
     assert_eq!(
         report(&engine, Report::SensitiveScopeHolders, &all).await,
