@@ -8,9 +8,9 @@
 //! Why a function and not a join: scope drift asks, for millions of tool calls, whether any grant of
 //! the calling agent covers the call. As a join (`covered RIGHT JOIN calls … WHERE covered IS NULL`)
 //! every call is hashed on three string keys, matched, and then materialized with the covering row
-//! only to be filtered out again, since almost every call is covered. As a predicate, each call is
-//! looked up in a per-batch memo of the (agent, server, tool) triples seen, the patterns are matched
-//! once per triple, and only the calls outside every grant leave the scan.
+//! only to be filtered out again, since almost every call is covered. As a predicate, each call
+//! costs two hash lookups (its agent's scopes, then that server's patterns) and a comparison or two,
+//! and only the calls outside every grant leave the scan.
 
 use std::collections::BTreeMap;
 use std::hash::{Hash, Hasher};
@@ -39,8 +39,56 @@ pub(crate) struct InGrantedScope {
     /// Per agent, the tool patterns of its grants, by agent id (a pattern that does not parse is
     /// left out: it covers nothing, as in the `grants` table's SQL forms).
     patterns: BTreeMap<String, Vec<ToolPattern>>,
-    /// `patterns` for lookups by hash.
-    index: HashMap<String, Vec<ToolPattern>>,
+    /// `patterns` arranged for lookups: per agent, per server.
+    index: HashMap<String, AgentScopes>,
+}
+
+/// One agent's patterns by server part.
+#[derive(Debug, Default)]
+struct AgentScopes {
+    /// Patterns naming a server.
+    by_server: HashMap<String, Vec<ToolMatch>>,
+    /// Patterns on every server (`*/…`).
+    any_server: Vec<ToolMatch>,
+}
+
+/// The tool part of a pattern, in its cheapest exact form.
+#[derive(Debug)]
+enum ToolMatch {
+    /// No `*`: the name.
+    Exact(String),
+    /// One trailing `*`: the prefix.
+    Prefix(String),
+    /// Anything else: the whole pattern, matched by `ToolPattern::matches`.
+    Glob(ToolPattern),
+}
+
+impl ToolMatch {
+    fn of(pattern: &ToolPattern) -> (&str, ToolMatch) {
+        let (server, tool) = pattern.as_str().split_once('/').unwrap_or(("", ""));
+        let stars = tool.matches('*').count();
+        let matcher = match tool.strip_suffix('*') {
+            _ if stars == 0 => ToolMatch::Exact(tool.to_owned()),
+            Some(prefix) if stars == 1 => ToolMatch::Prefix(prefix.to_owned()),
+            _ => ToolMatch::Glob(pattern.clone()),
+        };
+        (server, matcher)
+    }
+
+    fn matches(&self, server: &str, tool: &str) -> bool {
+        match self {
+            ToolMatch::Exact(name) => name == tool,
+            ToolMatch::Prefix(prefix) => tool.starts_with(prefix.as_str()),
+            ToolMatch::Glob(pattern) => pattern.matches(server, tool),
+        }
+    }
+}
+
+impl AgentScopes {
+    fn covers(&self, server: &str, tool: &str) -> bool {
+        let any = |matchers: &[ToolMatch]| matchers.iter().any(|m| m.matches(server, tool));
+        self.by_server.get(server).is_some_and(|m| any(m)) || any(&self.any_server)
+    }
 }
 
 // DataFusion compares and hashes functions (to deduplicate expressions); `index` is derived from
@@ -77,17 +125,46 @@ impl InGrantedScope {
                 held.push(pattern);
             }
         }
+        let mut index: HashMap<String, AgentScopes> = HashMap::new();
+        for (agent, held) in &patterns {
+            let scopes = index.entry(agent.clone()).or_default();
+            for pattern in held {
+                match ToolMatch::of(pattern) {
+                    ("*", matcher) => scopes.any_server.push(matcher),
+                    (server, matcher) => scopes.by_server.entry(server.to_owned()).or_default().push(matcher),
+                }
+            }
+        }
         InGrantedScope {
             signature: Signature::string(3, Volatility::Immutable),
-            index: patterns.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
             patterns,
+            index,
         }
     }
 
-    fn covers(&self, agent: &str, server: &str, tool: &str) -> bool {
-        self.index
-            .get(agent)
-            .is_some_and(|patterns| patterns.iter().any(|p| p.matches(server, tool)))
+    /// One answer per row: the agent's scopes by hash, the server's patterns by hash, then those
+    /// few patterns.
+    fn evaluate(
+        &self,
+        agent: &StringViewArray,
+        server: &StringViewArray,
+        tool: &StringViewArray,
+        rows: usize,
+    ) -> BooleanBuffer {
+        let mut answers = BooleanBufferBuilder::new(rows);
+        let nulls = agent.null_count() + server.null_count() + tool.null_count() > 0;
+        for i in 0..rows {
+            if nulls && (agent.is_null(i) || server.is_null(i) || tool.is_null(i)) {
+                answers.append(false);
+                continue;
+            }
+            let covered = self
+                .index
+                .get(agent.value(i))
+                .is_some_and(|scopes| scopes.covers(server.value(i), tool.value(i)));
+            answers.append(covered);
+        }
+        answers.finish()
     }
 }
 
@@ -117,37 +194,6 @@ impl ScalarUDFImpl for InGrantedScope {
         let (agent, server, tool) = (agent.as_string_view(), server.as_string_view(), tool.as_string_view());
         let answers = self.evaluate(agent, server, tool, rows);
         Ok(ColumnarValue::Array(Arc::new(BooleanArray::new(answers, None))))
-    }
-}
-
-impl InGrantedScope {
-    /// One answer per row. Rows are memoized by their three string views: equal views hold equal
-    /// strings (inline bytes, or the same bytes of the same buffer), and a Parquet page's repeated
-    /// values share one view into its dictionary, so most rows are one hash of 48 bytes. Equal
-    /// strings behind different views only miss the memo.
-    fn evaluate(
-        &self,
-        agent: &StringViewArray,
-        server: &StringViewArray,
-        tool: &StringViewArray,
-        rows: usize,
-    ) -> BooleanBuffer {
-        let (agent_views, server_views, tool_views) = (agent.views(), server.views(), tool.views());
-        let mut memo: HashMap<[u128; 3], bool> = HashMap::new();
-        let mut answers = BooleanBufferBuilder::new(rows);
-        let nulls = agent.null_count() + server.null_count() + tool.null_count() > 0;
-        for i in 0..rows {
-            if nulls && (agent.is_null(i) || server.is_null(i) || tool.is_null(i)) {
-                answers.append(false);
-                continue;
-            }
-            let key = [agent_views[i], server_views[i], tool_views[i]];
-            let covered = *memo
-                .entry(key)
-                .or_insert_with(|| self.covers(agent.value(i), server.value(i), tool.value(i)));
-            answers.append(covered);
-        }
-        answers.finish()
     }
 }
 
@@ -207,7 +253,7 @@ mod tests {
             (Some("b"), Some("github"), Some("create_issue")),
             (Some("b"), Some("github"), Some("get_issue")),
             (Some("c"), Some("github"), Some("get_issue")),
-            // Repeated triples answer the same from the memo.
+            // Repeated triples answer the same.
             (Some("a"), Some("github"), Some("get_issue")),
             (Some("a"), Some("github"), Some("create_issue")),
         ];
@@ -219,8 +265,7 @@ mod tests {
 
     #[test]
     fn long_strings_behind_different_views() {
-        // Over 12 bytes, a view points into a buffer: the same id at two offsets misses the memo
-        // and is matched again, with the same answer.
+        // Over 12 bytes, a view points into a buffer; the strings are compared, not the views.
         let long = "spiffe://warden.local/team/payments/agent/reconciler";
         let other = "spiffe://warden.local/team/payments/agent/reconciles";
         let grants = [grant(long, "github-enterprise/get_*")];

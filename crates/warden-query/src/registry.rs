@@ -209,9 +209,10 @@ impl Registry {
         )?)
     }
 
-    /// Registers `agents` and `grants` in `ctx`, and the function `in_granted_scope` over those
-    /// grants; for a team, as views holding only its rows, and the function knowing only its grants.
-    pub(crate) fn register(&self, ctx: &SessionContext, scope: &Visibility) -> DfResult<()> {
+    /// Registers `agents` and `grants` in `ctx`, and with `function` the function `in_granted_scope`
+    /// over those grants; for a team, as views holding only its rows, and the function knowing only
+    /// its grants.
+    pub(crate) fn register(&self, ctx: &SessionContext, scope: &Visibility, function: bool) -> DfResult<()> {
         for (name, schema, batch) in [
             (AGENTS_TABLE, agents_schema(), self.agents_batch()?),
             (GRANTS_TABLE, grants_schema(), self.grants_batch()?),
@@ -226,11 +227,13 @@ impl Registry {
             };
             ctx.register_table(name, table)?;
         }
-        let visible = self.grants.iter().filter(|g| match scope {
-            Visibility::All => true,
-            Visibility::Team(team) => g.team == *team,
-        });
-        ctx.register_udf(crate::granted::InGrantedScope::udf(visible));
+        if function {
+            let visible = self.grants.iter().filter(|g| match scope {
+                Visibility::All => true,
+                Visibility::Team(team) => g.team == *team,
+            });
+            ctx.register_udf(crate::granted::InGrantedScope::udf(visible));
+        }
         Ok(())
     }
 }
