@@ -25,7 +25,7 @@ use datafusion::error::Result as DfResult;
 use datafusion::logical_expr::{ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility};
 use warden_core::ToolPattern;
 
-use crate::registry::GrantedTool;
+use crate::registry::{GrantedTool, pattern_parts};
 
 /// The function's name in SQL.
 pub const IN_GRANTED_SCOPE: &str = "in_granted_scope";
@@ -64,15 +64,15 @@ enum ToolMatch {
 }
 
 impl ToolMatch {
-    fn of(pattern: &ToolPattern) -> (&str, ToolMatch) {
-        let (server, tool) = pattern.as_str().split_once('/').unwrap_or(("", ""));
-        let stars = tool.matches('*').count();
-        let matcher = match tool.strip_suffix('*') {
-            _ if stars == 0 => ToolMatch::Exact(tool.to_owned()),
-            Some(prefix) if stars == 1 => ToolMatch::Prefix(prefix.to_owned()),
+    /// The pattern's server part and tool matcher, split as the `grants` table splits them.
+    fn of(pattern: &ToolPattern) -> (String, ToolMatch) {
+        let parts = pattern_parts(pattern.as_str());
+        let matcher = match parts.tool_match {
+            "exact" => ToolMatch::Exact(parts.tool_text),
+            "prefix" => ToolMatch::Prefix(parts.tool_text),
             _ => ToolMatch::Glob(pattern.clone()),
         };
-        (server, matcher)
+        (parts.server, matcher)
     }
 
     fn matches(&self, server: &str, tool: &str) -> bool {
@@ -129,9 +129,11 @@ impl InGrantedScope {
         for (agent, held) in &patterns {
             let scopes = index.entry(agent.clone()).or_default();
             for pattern in held {
-                match ToolMatch::of(pattern) {
-                    ("*", matcher) => scopes.any_server.push(matcher),
-                    (server, matcher) => scopes.by_server.entry(server.to_owned()).or_default().push(matcher),
+                let (server, matcher) = ToolMatch::of(pattern);
+                if server == "*" {
+                    scopes.any_server.push(matcher);
+                } else {
+                    scopes.by_server.entry(server).or_default().push(matcher);
                 }
             }
         }
