@@ -1,5 +1,6 @@
 //! The lake: opening and recovering a lake directory, the single writer thread (group commit,
-//! sequencing, idempotency, checkpoints), the sealer thread (Parquet segments), and the public handle.
+//! sequencing, idempotency), the checkpointer thread (signed checkpoints), the sealer thread (Parquet
+//! segments), and the public handle.
 //!
 //! Layout of a lake directory:
 //!
@@ -7,7 +8,7 @@
 //! <lake>/LOCK               single-process lock
 //! <lake>/lake.json          format version, log origin, events per block of the stored tree
 //! <lake>/log-key.pem        the log's Ed25519 key (0600)
-//! <lake>/checkpoints.jsonl  every signed checkpoint, oldest first
+//! <lake>/checkpoints.jsonl  every signed checkpoint, in the order they were written
 //! <lake>/manifest.jsonl     one line per seal (see `segment`)
 //! <lake>/wal/               WAL segments not yet sealed (see `wal`)
 //! <lake>/events/day=YYYY-MM-DD/seg-<first>-<last>.parquet
@@ -21,9 +22,12 @@
 //! running seal's end. Nothing here blocks a tokio worker on IO: `append`, `seal` and `close` await
 //! oneshot answers from the threads.
 //!
-//! The writer does nothing whose cost grows with the lake: the events a seal lets go of are freed on
-//! the sealer thread (`SealerWork::Release`), and the idempotency index grows one shard at a time
-//! (`ids`), so no append waits behind tens of milliseconds of freeing or rehashing.
+//! The writer does no IO but the WAL's: checkpoints (a signature and an `fdatasync` of
+//! `checkpoints.jsonl`, which grows, so the sync also commits metadata) are written by the
+//! checkpointer thread, and a seal's own checkpoint by the sealer. Nor does it do anything whose cost
+//! grows with the lake: the events a seal lets go of are freed on the sealer thread
+//! (`SealerWork::Release`), and the idempotency index grows one shard at a time (`ids`), so no append
+//! waits behind tens of milliseconds of freeing or rehashing.
 
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
@@ -233,7 +237,17 @@ impl Shared {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Signs a checkpoint and appends it to `checkpoints.jsonl` (synced).
+    /// Makes `cp` the latest checkpoint unless a larger one is already (checkpoints are persisted
+    /// by more than one thread, so they may finish out of order).
+    fn publish_checkpoint(&self, cp: SignedCheckpoint) {
+        let mut st = self.lock();
+        if cp.size >= st.latest.size {
+            st.latest = cp;
+        }
+    }
+
+    /// Signs a checkpoint and appends it to `checkpoints.jsonl` (synced). Lines from different
+    /// threads may land out of size order; readers take the largest.
     pub(crate) fn persist_checkpoint(&self, size: u64, root: &Hash) -> io::Result<SignedCheckpoint> {
         let cp = self.key.sign_checkpoint(size, root);
         let mut line = serde_json::to_vec(&CheckpointLine {
@@ -270,6 +284,10 @@ enum Command {
     },
     /// Every handle was dropped without `close`: stop without sealing (the WAL keeps everything).
     Shutdown,
+    /// The checkpointer thread could not write a checkpoint: the lake stops.
+    Failed {
+        what: String,
+    },
 }
 
 /// What the sealer thread is asked to do.
@@ -286,7 +304,8 @@ struct SealJob {
     to: u64,
     /// Roots of the blocks that end inside `[from, to)`.
     blocks: Vec<Hash>,
-    checkpoint: SignedCheckpoint,
+    /// The tree's root at size `to`: the sealer signs and persists the seal's checkpoint.
+    root: Hash,
     wal_segments: Vec<PathBuf>,
     waiters: Vec<Reply<()>>,
 }
@@ -475,21 +494,33 @@ impl Lake {
             last_checkpoint: Instant::now(),
             checkpoint_due: false,
             seal_tx: Some(seal_tx),
+            checkpointer: None,
         };
         let mut writer = writer;
         if writer.next_seq > writer.unsealed_from {
             writer.oldest_unsealed = Some(Instant::now());
         }
-        let writer_thread = std::thread::Builder::new()
-            .name("warden-lake-writer".to_owned())
-            .spawn(move || writer.run(rx))
-            .map_err(|e| io_err(dir, e))?;
-        let sealer_shared = shared.clone();
-        let sealer_tx = tx.clone();
-        let sealer_thread = std::thread::Builder::new()
-            .name("warden-lake-sealer".to_owned())
-            .spawn(move || run_sealer(sealer_shared, seal_rx, sealer_tx))
-            .map_err(|e| io_err(dir, e))?;
+        let spawn = |name: &str, run: Box<dyn FnOnce() + Send>| {
+            std::thread::Builder::new()
+                .name(format!("warden-lake-{name}"))
+                .spawn(run)
+                .map_err(|e| io_err(dir, e))
+        };
+        let (checkpoint_tx, checkpoint_rx) = mpsc::channel::<(u64, Hash)>();
+        let (checkpointer_shared, checkpointer_failed) = (shared.clone(), tx.clone());
+        writer.checkpointer = Some(Checkpointer {
+            tx: checkpoint_tx,
+            thread: spawn(
+                "checkpoint",
+                Box::new(move || run_checkpointer(checkpointer_shared, checkpoint_rx, checkpointer_failed)),
+            )?,
+        });
+        let writer_thread = spawn("writer", Box::new(move || writer.run(rx)))?;
+        let (sealer_shared, sealer_tx) = (shared.clone(), tx.clone());
+        let sealer_thread = spawn(
+            "sealer",
+            Box::new(move || run_sealer(sealer_shared, seal_rx, sealer_tx)),
+        )?;
         Ok(Lake {
             inner: Arc::new(Inner {
                 shared,
@@ -839,7 +870,7 @@ pub(crate) fn entry_blocks(entry: &ManifestEntry, block_leaves: u64) -> Result<V
         .collect()
 }
 
-/// Reads every checkpoint line; returns the last one whose signature verifies.
+/// Reads every checkpoint line, each verified against `key`, in file order.
 pub(crate) fn read_checkpoints(
     dir: &Path,
     key: &VerifierKey,
@@ -876,9 +907,14 @@ pub(crate) fn read_checkpoints(
         .collect())
 }
 
+/// The largest checkpoint whose signature verifies (lines may be out of size order: the writer's
+/// checkpointer, the sealer and evidence packs each append theirs).
 fn read_latest_checkpoint(dir: &Path, key: &LogKey) -> Result<Option<SignedCheckpoint>, LakeError> {
     let vkey = VerifierKey::parse(&key.verifier_key()).map_err(|e| LakeError::Damaged(e.to_string()))?;
-    Ok(read_checkpoints(dir, &vkey)?.into_iter().rev().find_map(Result::ok))
+    Ok(read_checkpoints(dir, &vkey)?
+        .into_iter()
+        .filter_map(Result::ok)
+        .max_by_key(|cp| cp.size))
 }
 
 struct Writer {
@@ -897,9 +933,18 @@ struct Writer {
     /// `seal()` callers waiting for a seal that has not started yet.
     seal_waiters: Vec<Reply<()>>,
     close_reply: Option<Reply<()>>,
+    /// When a checkpoint was last asked for.
     last_checkpoint: Instant,
     checkpoint_due: bool,
     seal_tx: Option<Sender<SealerWork>>,
+    checkpointer: Option<Checkpointer>,
+}
+
+/// The thread that signs and persists periodic checkpoints, and the way to ask it for one:
+/// `(tree size, root)`.
+struct Checkpointer {
+    tx: Sender<(u64, Hash)>,
+    thread: JoinHandle<()>,
 }
 
 /// An event in the batch being committed.
@@ -1046,7 +1091,7 @@ impl Writer {
                 Command::Append { reply, .. } => {
                     let _ = reply.send(Err(err.clone()));
                 }
-                Command::SealDone { .. } | Command::Shutdown => {}
+                Command::SealDone { .. } | Command::Shutdown | Command::Failed { .. } => {}
             }
         }
         closing
@@ -1206,6 +1251,7 @@ impl Writer {
                 }
             }
             Command::SealDone { result } => self.seal_done(result),
+            Command::Failed { what } => self.fail(what),
             Command::Shutdown => {}
         }
     }
@@ -1222,17 +1268,41 @@ impl Writer {
             self.start_seal();
         }
         if self.checkpoint_due && self.last_checkpoint.elapsed() >= cfg.checkpoint_interval {
-            self.sign_checkpoint();
+            self.request_checkpoint();
         }
     }
 
+    /// Asks the checkpointer thread for a checkpoint of the log as it is now. Signing and the
+    /// `fdatasync` of `checkpoints.jsonl` happen there, so no group commit waits behind them.
+    fn request_checkpoint(&mut self) {
+        let asked = self
+            .checkpointer
+            .as_ref()
+            .is_some_and(|c| c.tx.send((self.frontier.size(), self.frontier.root())).is_ok());
+        if asked {
+            self.last_checkpoint = Instant::now();
+            self.checkpoint_due = false;
+        } else {
+            self.fail("the checkpoint thread is gone".to_owned());
+        }
+    }
+
+    /// Stops the checkpointer thread once it has written what it was asked for.
+    fn stop_checkpointer(&mut self) {
+        if let Some(Checkpointer { tx, thread }) = self.checkpointer.take() {
+            drop(tx);
+            let _ = thread.join();
+        }
+    }
+
+    /// Signs and persists a checkpoint on this thread (when closing).
     fn sign_checkpoint(&mut self) -> Option<SignedCheckpoint> {
         match self
             .shared
             .persist_checkpoint(self.frontier.size(), &self.frontier.root())
         {
             Ok(cp) => {
-                self.shared.lock().latest = cp.clone();
+                self.shared.publish_checkpoint(cp.clone());
                 self.last_checkpoint = Instant::now();
                 self.checkpoint_due = false;
                 Some(cp)
@@ -1265,9 +1335,10 @@ impl Writer {
                 return;
             }
         };
-        let Some(checkpoint) = self.sign_checkpoint() else {
-            return;
-        };
+        // The seal's checkpoint (at `to`) is signed and persisted by the sealer.
+        let root = self.frontier.root();
+        self.last_checkpoint = Instant::now();
+        self.checkpoint_due = false;
         let blocks = {
             let st = self.shared.lock();
             let range = blocks_ending_in(from, to, st.tree.block());
@@ -1277,7 +1348,7 @@ impl Writer {
             from,
             to,
             blocks,
-            checkpoint,
+            root,
             wal_segments,
             waiters,
         };
@@ -1356,6 +1427,7 @@ impl Writer {
     }
 
     fn finish_close(&mut self) {
+        self.stop_checkpointer();
         if self.checkpoint_due {
             self.sign_checkpoint();
         }
@@ -1368,6 +1440,39 @@ impl Writer {
             let _ = r.send(result);
         }
     }
+}
+
+/// Signs and persists the checkpoints the writer asks for, newest first: asks that queued up while
+/// one was being written are folded into the newest. A failure stops the lake (through `failed`).
+fn run_checkpointer(shared: Arc<Shared>, rx: Receiver<(u64, Hash)>, failed: Sender<Command>) {
+    while let Ok(mut next) = rx.recv() {
+        while let Ok(newer) = rx.try_recv() {
+            next = newer;
+        }
+        let (size, root) = next;
+        match shared.persist_checkpoint(size, &root) {
+            Ok(cp) => shared.publish_checkpoint(cp),
+            Err(e) => {
+                let _ = failed.send(Command::Failed {
+                    what: format!("writing a checkpoint: {e}"),
+                });
+                break;
+            }
+        }
+    }
+}
+
+/// Seals `events` (`job.from..job.to`): signs and persists the checkpoint at `job.to`, writes the
+/// Parquet files, then the manifest line that records them.
+fn seal(shared: &Shared, job: &SealJob, events: &[Arc<Stored>], opts: ParquetOptions) -> Result<ManifestEntry, String> {
+    let checkpoint = shared
+        .persist_checkpoint(job.to, &job.root)
+        .map_err(|e| format!("writing the seal's checkpoint: {e}"))?;
+    shared.publish_checkpoint(checkpoint.clone());
+    let files = segment::write_files(&shared.dir, events, opts)?;
+    let entry = segment::manifest_entry(events, files, &job.blocks, &checkpoint);
+    segment::append_manifest(&shared.dir, &entry).map_err(|e| format!("writing the manifest: {e}"))?;
+    Ok(entry)
 }
 
 fn run_sealer(shared: Arc<Shared>, rx: Receiver<SealerWork>, tx: Sender<Command>) {
@@ -1396,12 +1501,7 @@ fn run_sealer(shared: Arc<Shared>, rx: Receiver<SealerWork>, tx: Sender<Command>
             Err(format!("events {}..{} are not in the tail", job.from, job.to))
         } else {
             let _gate = shared.files_gate.lock().unwrap_or_else(|e| e.into_inner());
-            segment::write_files(&shared.dir, &events, opts).and_then(|files| {
-                let entry = segment::manifest_entry(&events, files, &job.blocks, &job.checkpoint);
-                segment::append_manifest(&shared.dir, &entry)
-                    .map_err(|e| format!("writing the manifest: {e}"))
-                    .map(|()| entry)
-            })
+            seal(&shared, &job, &events, opts)
         };
         // The tail still holds every event until the writer lets go of them, and then hands them
         // back here to be freed.

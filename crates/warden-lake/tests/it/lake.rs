@@ -260,3 +260,40 @@ async fn an_open_lake_verifies_itself_while_events_arrive_and_seals_run() {
     assert!(report.is_ok(), "{report}");
     assert_eq!((report.events, report.wal_events), (1_200, 0));
 }
+
+/// Checkpoints follow the log while events arrive, with no seal or close to prompt them (the
+/// checkpointer thread signs them, off the writer's path). Threads append their checkpoints to
+/// `checkpoints.jsonl` independently, so the lake takes the largest line as its latest on opening,
+/// wherever it stands in the file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn checkpoints_follow_the_log_and_the_largest_is_the_latest() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = Lake::open(dir.path(), config()).unwrap();
+    lake.append(events(0..10)).await.unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while lake.checkpoint().size != 10 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no checkpoint of size 10 was signed"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let key = VerifierKey::parse(&lake.verifier_key()).unwrap();
+    assert_eq!(key.verify_checkpoint(&lake.checkpoint().note).unwrap().size, 10);
+    lake.append(events(10..15)).await.unwrap();
+    lake.close().await.unwrap();
+
+    // Reversed: the largest line is now the first, not the last.
+    let path = dir.path().join("checkpoints.jsonl");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let mut lines: Vec<&str> = text.lines().collect();
+    assert!(lines.len() >= 3, "{text}");
+    lines.reverse();
+    std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+
+    let lake = Lake::open(dir.path(), config()).unwrap();
+    assert_eq!(lake.checkpoint().size, 15);
+    // It matched the log, so opening signed nothing new.
+    assert_eq!(std::fs::read_to_string(&path).unwrap().lines().count(), lines.len());
+    lake.close().await.unwrap();
+}
