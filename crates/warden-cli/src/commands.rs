@@ -137,7 +137,19 @@ fn show(json: bool, value: &Value, human: impl FnOnce(&Value)) {
     if json { output::json(value) } else { human(value) }
 }
 
+/// Logs warnings and errors (or what `RUST_LOG` asks for) of a long-running process to stderr.
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .try_init();
+}
+
 fn serve(args: crate::cli::ServeArgs) -> anyhow::Result<()> {
+    init_logging();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -165,13 +177,7 @@ fn gateway(args: GatewayArgs, token: Option<&str>) -> anyhow::Result<()> {
              WARDEN_TOKEN (a platform-admin creates one with `warden access-token create --role gateway --name NAME`)"
         );
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .try_init();
+    init_logging();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

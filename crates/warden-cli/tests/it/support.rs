@@ -1,9 +1,9 @@
 //! Starting and stopping a real `warden serve`, and small HTTP and CLI helpers.
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc;
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
 
 use serde_json::Value;
@@ -18,6 +18,9 @@ pub struct Server {
     pub printed_token: Option<String>,
     /// Keeps the pipe reader alive so the server's output never hits a closed pipe.
     pub _stdout: mpsc::Receiver<String>,
+    /// What the server wrote to stderr (its log), drained by a thread so a chatty server never
+    /// blocks on a full pipe.
+    pub log: Arc<Mutex<String>>,
     pub data_dir: PathBuf,
 }
 
@@ -44,6 +47,19 @@ impl Server {
             .stderr(Stdio::piped())
             .spawn()
             .expect("spawn warden serve");
+        let log = Arc::new(Mutex::new(String::new()));
+        let stderr = child.stderr.take().unwrap();
+        let drained = std::thread::spawn({
+            let log = Arc::clone(&log);
+            move || {
+                for line in BufReader::new(stderr).lines() {
+                    let Ok(line) = line else { break };
+                    let mut log = log.lock().unwrap();
+                    log.push_str(&line);
+                    log.push('\n');
+                }
+            }
+        });
         let stdout = child.stdout.take().unwrap();
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
@@ -58,9 +74,9 @@ impl Server {
         let url = loop {
             let Ok(line) = rx.recv_timeout(Duration::from_secs(60)) else {
                 let _ = child.kill();
-                let mut err = String::new();
-                child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
-                panic!("warden serve did not start: {err}")
+                let _ = child.wait();
+                let _ = drained.join();
+                panic!("warden serve did not start: {}", log.lock().unwrap())
             };
             if line.starts_with("wdn_") {
                 printed_token = Some(line.clone());
@@ -74,6 +90,7 @@ impl Server {
             url,
             printed_token,
             _stdout: rx,
+            log,
             data_dir: dir.to_owned(),
         }
     }
