@@ -18,9 +18,6 @@ pub struct Server {
     pub printed_token: Option<String>,
     /// Keeps the pipe reader alive so the server's output never hits a closed pipe.
     pub _stdout: mpsc::Receiver<String>,
-    /// What the server wrote to stderr (its log), drained by a thread so a chatty server never
-    /// blocks on a full pipe.
-    pub log: Arc<Mutex<String>>,
     pub data_dir: PathBuf,
 }
 
@@ -47,6 +44,8 @@ impl Server {
             .stderr(Stdio::piped())
             .spawn()
             .expect("spawn warden serve");
+        // The server's log (stderr), drained by a thread so a chatty server never blocks on a full
+        // pipe; shown if it fails to start.
         let log = Arc::new(Mutex::new(String::new()));
         let stderr = child.stderr.take().unwrap();
         let drained = std::thread::spawn({
@@ -90,7 +89,6 @@ impl Server {
             url,
             printed_token,
             _stdout: rx,
-            log,
             data_dir: dir.to_owned(),
         }
     }
