@@ -12,8 +12,8 @@
 //! closed-loop runs at 1 and at 64 clients (calls/s, latency p50/p99, direct vs gateway, the added
 //! latency, the throughput ratio, and the CPU per call of the client, warden and the upstream),
 //! open-loop runs paced at 200, 500 and 1,000 calls/s (added p50/p99, and how far sends slipped behind
-//! the schedule), the gateway's `ping` (authentication and HTTP alone) and the disk's fsync latency
-//! (where the time goes), and 1,000 sessions held at once (50 agents × 20) with the server's RSS
+//! the schedule), the gateway's `ping` (authentication and HTTP alone) and the disk's own
+//! `fdatasync` latency at 1,000/s (the floor under every decision's commit), and 1,000 sessions held at once (50 agents × 20) with the server's RSS
 //! before, after opening them and after a second round of calls.
 //!
 //! Run with `cargo bench -p warden-cli --bench gateway`; it needs `WARDEN_TEST_NODE_PEERS` (the Node
@@ -33,7 +33,7 @@
 )]
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -86,7 +86,7 @@ const FULL: Config = Config {
     paced_workers: 32,
     agents: 50,
     sessions_per_agent: 20,
-    fsyncs: 200,
+    fsyncs: 5_000,
 };
 
 const SMOKE: Config = Config {
@@ -154,9 +154,10 @@ fn main() {
         .unwrap();
     let fsync = fsync_latency(&dir.path().join("fsync.probe"), config.fsyncs);
     println!(
-        "fsync of a small write on the data directory's disk: p50 {:.0} µs, p99 {:.0} µs ({} samples); each \
-         call through the gateway waits for one commit (its decision)",
-        fsync.0, fsync.1, config.fsyncs
+        "the disk's floor: fdatasync of a 600-byte write into a preallocated file at 1,000/s (the WAL's pattern) on \
+         the data directory's disk: p50 {:.0} µs, p99 {:.0} µs, p99.9 {:.0} µs ({} samples); each call through the \
+         gateway waits for one such commit (its decision)",
+        fsync[0], fsync[1], fsync[2], config.fsyncs
     );
     let upstreams = [
         (
@@ -915,18 +916,30 @@ async fn paced(endpoint: &dyn Fn(usize) -> Endpoint, rate: f64, op: Op, config: 
     }
 }
 
-/// p50 and p99 (µs) of writing 256 bytes and `fdatasync`ing them, `n` times.
-fn fsync_latency(path: &Path, n: usize) -> (f64, f64) {
-    let mut file = std::fs::File::create(path).unwrap();
+/// p50, p99 and p99.9 (µs) of writing 600 bytes (about one decision event's frame) into a
+/// preallocated, zero-filled file and `fdatasync`ing them, the WAL's own pattern, `n` times paced at
+/// 1,000/s: the disk's share of every decision's commit, measured in the same run as the calls.
+fn fsync_latency(path: &Path, n: usize) -> [f64; 3] {
+    use std::os::unix::fs::FileExt;
+    let record = [b'x'; 600];
+    let file = std::fs::File::create(path).unwrap();
+    file.write_all_at(&vec![0u8; record.len() * n], 0).unwrap();
+    file.sync_all().unwrap();
+    let start = Instant::now();
     let mut samples = Vec::with_capacity(n);
-    for _ in 0..n {
+    for i in 0..n {
+        let at = start + Duration::from_millis(i as u64);
+        if let Some(wait) = at.checked_duration_since(Instant::now()) {
+            std::thread::sleep(wait);
+        }
         let started = Instant::now();
-        file.write_all(&[b'x'; 256]).unwrap();
+        file.write_all_at(&record, (i * record.len()) as u64).unwrap();
         file.sync_data().unwrap();
         samples.push(started.elapsed());
     }
-    let run = Run::of(samples, Duration::from_secs(1));
-    (run.p50, run.p99)
+    samples.sort_unstable();
+    let quantile = |q: f64| samples[((samples.len() - 1) as f64 * q) as usize].as_secs_f64() * 1e6;
+    [quantile(0.5), quantile(0.99), quantile(0.999)]
 }
 
 /// Opens `per_agent` sessions for each agent (one connection per agent), calls once on each, then
