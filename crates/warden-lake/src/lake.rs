@@ -215,7 +215,8 @@ pub(crate) struct Shared {
     pub(crate) deferred_wal_removals: Mutex<Vec<PathBuf>>,
     /// `append_lazy` requests, which do not wake the writer: it takes them at its next wake.
     pub(crate) lazy: Mutex<LazyQueue>,
-    /// Held until the handle and both threads are gone, so no second opener races a finishing seal.
+    /// Held until the handle and the lake's threads are gone, so no second opener races a finishing
+    /// seal or checkpoint.
     _lock: File,
 }
 

@@ -15,8 +15,8 @@
 //! exactly as `warden_core::ToolPattern::matches` reads `server/tool-glob`. Patterns are matched
 //! against the distinct tools seen in the lake (a few hundred), never per event; the events then
 //! meet the covered (agent, server, tool) triples in hash joins, and only what is left is grouped.
-//! Scope drift instead asks `in_granted_scope` (that very `matches`, once per distinct triple of a
-//! batch) on the scan, so only the calls outside every grant go further.
+//! Scope drift instead asks `in_granted_scope` (that very `matches`, through a per-agent, per-server
+//! index, once per call) on the scan, so only the calls outside every grant go further.
 //! Shadow agents group per agent first and compare those few thousand groups with the registry.
 
 use crate::{QueryEngine, QueryError, QueryResult, Registry, Visibility};
@@ -248,23 +248,23 @@ pub async fn run(
 /// onto the other side of the key equality, which is wrong for an outer join and returns nothing.
 const SCOPE_DRIFT_PORTABLE: &str = concat!(
     "WITH tools AS (SELECT server, tool FROM event_tools), \
-                 keyed AS ( \
-                   SELECT t.server, t.tool, CASE WHEN k.wild = 1 THEN '*' ELSE t.server END AS grant_server \
-                   FROM tools t CROSS JOIN (VALUES (0), (1)) AS k(wild)), \
-                 covered AS ( \
-                   SELECT DISTINCT g.agent_id, t.server, t.tool, 1 AS hit \
-                   FROM grants g JOIN keyed t ON t.grant_server = g.server \
-                   WHERE CASE g.tool_match \
-                             WHEN 'exact' THEN t.tool = g.tool_text \
-                             WHEN 'prefix' THEN starts_with(t.tool, g.tool_text) \
-                             ELSE t.tool LIKE g.tool_like ESCAPE '\\' END), \
-                 calls AS ( \
-                   SELECT agent_id, server, tool, action_id, time_dt FROM events \
-                   WHERE class_uid = 6003 AND tool IS NOT NULL AND agent_id IS NOT NULL), \
-                 outside AS ( \
-                   SELECT e.agent_id, e.server, e.tool, e.action_id, e.time_dt \
-                   FROM covered c RIGHT JOIN calls e \
-                     ON c.agent_id = e.agent_id AND c.server = e.server AND c.tool = e.tool \
-                   WHERE c.hit IS NULL) ",
+     keyed AS ( \
+       SELECT t.server, t.tool, CASE WHEN k.wild = 1 THEN '*' ELSE t.server END AS grant_server \
+       FROM tools t CROSS JOIN (VALUES (0), (1)) AS k(wild)), \
+     covered AS ( \
+       SELECT DISTINCT g.agent_id, t.server, t.tool, 1 AS hit \
+       FROM grants g JOIN keyed t ON t.grant_server = g.server \
+       WHERE CASE g.tool_match \
+                 WHEN 'exact' THEN t.tool = g.tool_text \
+                 WHEN 'prefix' THEN starts_with(t.tool, g.tool_text) \
+                 ELSE t.tool LIKE g.tool_like ESCAPE '\\' END), \
+     calls AS ( \
+       SELECT agent_id, server, tool, action_id, time_dt FROM events \
+       WHERE class_uid = 6003 AND tool IS NOT NULL AND agent_id IS NOT NULL), \
+     outside AS ( \
+       SELECT e.agent_id, e.server, e.tool, e.action_id, e.time_dt \
+       FROM covered c RIGHT JOIN calls e \
+         ON c.agent_id = e.agent_id AND c.server = e.server AND c.tool = e.tool \
+       WHERE c.hit IS NULL) ",
     drift_by_agent_and_tool!()
 );
