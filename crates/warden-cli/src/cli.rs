@@ -407,6 +407,11 @@ pub(crate) struct GatewayArgs {
     /// shipped to the control plane from here.
     #[arg(long, default_value = "./warden-gateway.spool")]
     pub(crate) spool: PathBuf,
+    /// The most bytes of audit events the spool holds before the control plane takes them; beyond
+    /// it nothing more is recorded, so no call is forwarded, until it does (default 1 GiB).
+    #[arg(long, value_name = "BYTES", default_value_t = warden_gateway::remote::DEFAULT_MAX_PENDING_BYTES,
+          value_parser = clap::value_parser!(u64).range(64 * 1024..))]
+    pub(crate) spool_max_bytes: u64,
 }
 
 #[derive(Debug, Subcommand)]

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use serde_json::{Value, json};
-use warden_gateway::remote::{RemoteConfig, RemoteControlPlane};
+use warden_gateway::remote::{RemoteConfig, RemoteControlPlane, SpoolLimits};
 use warden_gateway::{Gateway, GatewayConfig};
 
 use crate::cli::{
@@ -190,7 +190,11 @@ async fn run_gateway(args: GatewayArgs, token: String) -> anyhow::Result<()> {
     config.max_staleness = Duration::from_secs(args.max_staleness);
     config.refresh = Duration::from_secs(args.refresh);
     let remote = RemoteControlPlane::connect(config).await?;
-    let audit = Arc::new(remote.spool(&args.spool)?);
+    let limits = SpoolLimits {
+        max_pending: args.spool_max_bytes,
+        ..SpoolLimits::default()
+    };
+    let audit = Arc::new(remote.spool(&args.spool, limits)?);
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
         .with_context(|| format!("cannot listen on `{}`", args.listen))?;

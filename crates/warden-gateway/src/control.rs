@@ -6,6 +6,7 @@
 //! it must never decide anything on its own beyond the listing rule in [`is_listed`].
 
 use std::fmt;
+use std::time::Duration;
 
 use warden_core::{AgentId, Name, Transport};
 use warden_identity::token::Claims;
@@ -14,9 +15,10 @@ use warden_policy::{Decision, ToolCall, Weekday};
 
 /// What the gateway needs from the control plane.
 pub trait ControlPlane: Send + Sync + 'static {
-    /// Verifies a bearer token (signature, audience, expiry, revocation). `Err` holds the reason for
-    /// a 401; it is shown to the client.
-    fn authenticate(&self, bearer: &str) -> Result<AgentIdentity, String>;
+    /// Verifies a bearer token (signature, audience, expiry, revocation). The error says whether the
+    /// token was refused (a 401) or the control plane cannot vouch for anyone right now (a 503); its
+    /// message is shown to the client.
+    fn authenticate(&self, bearer: &str) -> Result<AgentIdentity, AuthError>;
 
     /// Decides one tool call, including the narrowing to the token's scopes. The gateway fills the
     /// call's arguments and its time facts (from [`ControlPlane::now`]).
@@ -27,10 +29,42 @@ pub trait ControlPlane: Send + Sync + 'static {
 
     /// Whether this identity may still hold a session (suspension and revocation cut open sessions).
     /// Called on every request that names a session, so it must be cheap.
-    fn still_valid(&self, identity: &AgentIdentity) -> Result<(), String>;
+    fn still_valid(&self, identity: &AgentIdentity) -> Result<(), AuthError>;
 
     /// Trusted time facts in the organization's time zone: the hour (0-23) and the weekday.
     fn now(&self) -> (u8, Weekday);
+}
+
+/// Why the control plane did not vouch for a bearer token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuthError {
+    /// The token is malformed, forged, expired, for another audience or revoked, or its agent may no
+    /// longer act: the agent gets a 401 and its open sessions end.
+    Invalid(String),
+    /// The control plane cannot vouch for any token right now (a standalone gateway past its
+    /// staleness bound): the agent gets a 503 with `Retry-After`, and its sessions are kept, since the
+    /// token may well be valid. Security-wise this fails closed exactly like `Invalid`.
+    Unavailable {
+        /// What is wrong, for the agent and its operator.
+        reason: String,
+        /// When asking again may succeed.
+        retry_after: Duration,
+    },
+}
+
+impl AuthError {
+    /// The message shown to the client.
+    pub fn reason(&self) -> &str {
+        match self {
+            AuthError::Invalid(reason) | AuthError::Unavailable { reason, .. } => reason,
+        }
+    }
+}
+
+impl fmt::Display for AuthError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.reason())
+    }
 }
 
 /// An authenticated agent, as the control plane vouches for it.
@@ -53,8 +87,8 @@ pub struct AgentIdentity {
 
 impl AgentIdentity {
     /// The identity described by verified token claims; `bearer` is the token they came from.
-    pub fn from_claims(claims: &Claims, bearer: &str) -> Result<AgentIdentity, String> {
-        let agent = AgentId::parse(claims.acting_agent()).map_err(|e| e.to_string())?;
+    pub fn from_claims(claims: &Claims, bearer: &str) -> Result<AgentIdentity, AuthError> {
+        let agent = AgentId::parse(claims.acting_agent()).map_err(|e| AuthError::Invalid(e.to_string()))?;
         Ok(AgentIdentity {
             agent,
             chain: claims.chain().into_iter().map(str::to_owned).collect(),

@@ -23,6 +23,7 @@ use warden_policy::{Decision, ToolCall};
 use crate::audit::{AuditSink, CallStatus, CloseReason, GatewayEvent, Pending, Verdict, now_ms};
 use crate::config::GatewayConfig;
 use crate::control::{AgentIdentity, ControlPlane, UpstreamSpec, is_listed};
+use crate::progress::ProgressRelay;
 use crate::session::{Endpoint, Session, Sessions, random_hex};
 use crate::upstreams::Pool;
 
@@ -204,6 +205,7 @@ impl Shared {
         identity: &AgentIdentity,
         method: &str,
         params: Option<Value>,
+        progress: Option<ProgressRelay>,
     ) -> Answer {
         match method {
             "ping" => Ok(json!({})),
@@ -211,7 +213,7 @@ impl Shared {
             "tools/call" => {
                 // The call runs to its end, outcome recorded, even if the client goes away meanwhile.
                 let (shared, exchange, identity) = (Arc::clone(self), exchange.clone(), identity.clone());
-                tokio::spawn(async move { shared.tools_call(&exchange, &identity, params).await })
+                tokio::spawn(async move { shared.tools_call(&exchange, &identity, params, progress).await })
                     .await
                     .unwrap_or_else(|err| {
                         tracing::error!(error = %err, "a tool call task failed");
@@ -317,7 +319,16 @@ impl Shared {
             .collect()
     }
 
-    async fn tools_call(&self, exchange: &Exchange, identity: &AgentIdentity, params: Option<Value>) -> Answer {
+    /// `tools/call`. The client's `params._meta` is not forwarded: the upstream gets only what was
+    /// decided on (the tool and its arguments), plus a progress token of the gateway's own when the
+    /// client asked for progress and `progress` relays it.
+    async fn tools_call(
+        &self,
+        exchange: &Exchange,
+        identity: &AgentIdentity,
+        params: Option<Value>,
+        progress: Option<ProgressRelay>,
+    ) -> Answer {
         let mut params = match params {
             Some(Value::Object(params)) => params,
             _ => return Err(invalid_params("`tools/call` needs `params` with a `name`")),
@@ -402,9 +413,15 @@ impl Shared {
             ));
         }
 
-        let forwarded = match self.pool.upstream(spec).await {
-            Ok(upstream) => upstream.call_tool(&tool, call.arguments).await,
-            Err(err) => Err(err),
+        let forwarded = match (self.pool.upstream(spec).await, &progress) {
+            (Ok(upstream), None) => upstream.call_tool(&tool, call.arguments).await,
+            (Ok(upstream), Some(relay)) => {
+                let notifications = upstream.subscribe();
+                let meta = Map::from_iter([("progressToken".to_owned(), json!(relay.upstream_token()))]);
+                let call = upstream.call_tool_with_meta(&tool, call.arguments, meta);
+                relay.relay_during(call, notifications).await
+            }
+            (Err(err), _) => Err(err),
         };
         match forwarded {
             Ok(result) => {

@@ -8,22 +8,25 @@
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Path, State};
-use axum::http::header::{ALLOW, AUTHORIZATION, CONTENT_TYPE, HOST, ORIGIN, WWW_AUTHENTICATE};
+use axum::http::header::{ALLOW, AUTHORIZATION, CONTENT_TYPE, HOST, ORIGIN, RETRY_AFTER, WWW_AUTHENTICATE};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
 use serde_json::{Value, json};
+use tokio::sync::mpsc;
 use warden_core::Name;
-use warden_mcp::jsonrpc::{ErrorObject, Message, Response as RpcResponse};
+use warden_mcp::jsonrpc::{ErrorObject, Message, Request, Response as RpcResponse};
 
 use crate::audit::CloseReason;
-use crate::control::AgentIdentity;
-use crate::gateway::{Exchange, Gateway, Shared, excerpt};
+use crate::control::{AgentIdentity, AuthError};
+use crate::gateway::{Answer, Exchange, Gateway, Shared, excerpt};
 use crate::modern;
+use crate::progress::{self, ProgressRelay};
 use crate::session::{Endpoint, Session};
 
 const MCP_SESSION_ID: HeaderName = HeaderName::from_static("mcp-session-id");
@@ -179,8 +182,12 @@ async fn post(
         Ok(session) => session,
         Err(response) => return response,
     };
+    let exchange = Exchange::of(&session);
+    if let Some((relay, events)) = ProgressRelay::for_request(&request.method, request.params.as_ref(), headers) {
+        return stream_call(shared, exchange, identity, request, (relay, events), |answer| answer);
+    }
     let answer = shared
-        .dispatch(&Exchange::of(&session), identity, &request.method, request.params)
+        .dispatch(&exchange, identity, &request.method, request.params, None)
         .await;
     let response = match answer {
         Ok(result) => RpcResponse::success(request.id, result),
@@ -202,7 +209,18 @@ async fn post_modern(
         // Notifications (a courtesy `notifications/cancelled`, say) need no answer.
         return StatusCode::ACCEPTED.into_response();
     };
-    let answer = match modern::check(&request, headers) {
+    let checked = modern::check(&request, headers);
+    if checked.is_ok()
+        && let Some(relay) = ProgressRelay::for_request(&request.method, request.params.as_ref(), headers)
+    {
+        let exchange = Exchange {
+            endpoint,
+            session: None,
+        };
+        let shape = |answer: Answer| answer.map(|result| modern::shape("tools/call", result));
+        return stream_call(shared, exchange, identity, request, relay, shape);
+    }
+    let answer = match checked {
         Err(error) => Err(error),
         Ok(()) => match request.method.as_str() {
             "server/discover" => Ok(modern::discover(&endpoint)),
@@ -216,7 +234,7 @@ async fn post_modern(
                     endpoint,
                     session: None,
                 };
-                let answer = shared.dispatch(&exchange, identity, method, request.params).await;
+                let answer = shared.dispatch(&exchange, identity, method, request.params, None).await;
                 answer.map(|result| modern::shape(method, result))
             }
         },
@@ -225,6 +243,33 @@ async fn post_modern(
         Ok(result) => rpc_response(StatusCode::OK, RpcResponse::success(request.id, result)),
         Err(error) => rpc_response(modern::status_for(&error), RpcResponse::error(Some(request.id), error)),
     }
+}
+
+/// Answers a call that asked for progress with an SSE stream: the upstream's progress notifications
+/// as they come, then the response (its result passed through `shape`). The call runs to its end,
+/// outcome recorded, whether or not the client stays to read.
+fn stream_call(
+    shared: &SharedState,
+    exchange: Exchange,
+    identity: &AgentIdentity,
+    request: Request,
+    (relay, events): (ProgressRelay, mpsc::Receiver<Message>),
+    shape: fn(Answer) -> Answer,
+) -> Response {
+    let (shared, identity) = (Arc::clone(shared), identity.clone());
+    let last = relay.sender();
+    tokio::spawn(async move {
+        let answer = shared
+            .dispatch(&exchange, &identity, &request.method, request.params, Some(relay))
+            .await;
+        let response = match shape(answer) {
+            Ok(result) => RpcResponse::success(request.id, result),
+            Err(error) => RpcResponse::error(Some(request.id), error),
+        };
+        // A client that went away reads nothing more; the call is answered and recorded regardless.
+        let _ = last.send(Message::Response(response)).await;
+    });
+    progress::event_stream(events)
 }
 
 /// The session the request names, if it is open, belongs to this agent and endpoint, and the agent
@@ -263,7 +308,7 @@ async fn session_for(
     Ok(session)
 }
 
-/// The identity behind the request's bearer token, or the 401 to send.
+/// The identity behind the request's bearer token, or the 401 (or 503) to send.
 async fn authenticate(shared: &SharedState, headers: &HeaderMap) -> Result<AgentIdentity, Response> {
     let Some(value) = headers.get(AUTHORIZATION) else {
         return Err(unauthorized(shared, headers, None));
@@ -281,11 +326,14 @@ async fn authenticate(shared: &SharedState, headers: &HeaderMap) -> Result<Agent
     };
     match shared.control.authenticate(bearer) {
         Ok(identity) => Ok(identity),
-        Err(reason) => {
+        Err(AuthError::Invalid(reason)) => {
             // A session whose agent may no longer act is ended now, whoever presents its id.
             if let Some(id) = headers.get(MCP_SESSION_ID).and_then(|v| v.to_str().ok())
                 && let Some(session) = shared.sessions.peek(id)
-                && shared.control.still_valid(&session.identity).is_err()
+                && matches!(
+                    shared.control.still_valid(&session.identity),
+                    Err(AuthError::Invalid(_))
+                )
                 && shared.sessions.remove(id).is_some()
             {
                 tracing::info!(agent = %session.identity.agent, session = %session.id, "session invalidated");
@@ -293,7 +341,21 @@ async fn authenticate(shared: &SharedState, headers: &HeaderMap) -> Result<Agent
             }
             Err(unauthorized(shared, headers, Some(reason)))
         }
+        // Nobody is let in, but nobody's session is ended either: the token may be fine, and the
+        // session goes on once the control plane vouches again.
+        Err(AuthError::Unavailable { reason, retry_after }) => Err(unavailable(&reason, retry_after)),
     }
+}
+
+/// A 503 for a control plane that cannot vouch for anyone right now, with when to ask again.
+fn unavailable(reason: &str, retry_after: Duration) -> Response {
+    let mut response = json_response(
+        StatusCode::SERVICE_UNAVAILABLE,
+        &json!({"error": "temporarily_unavailable", "error_description": reason}),
+    );
+    let secs = retry_after.as_secs().max(1);
+    response.headers_mut().insert(RETRY_AFTER, HeaderValue::from(secs));
+    response
 }
 
 /// A 401 pointing at the protected resource metadata; `invalid` holds why a presented token was

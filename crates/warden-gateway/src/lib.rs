@@ -18,8 +18,10 @@
 //!
 //! Scope of the protocol: the handshake era (2025-11-25, 2025-06-18, 2025-03-26) with sessions, and
 //! the 2026-07-28 revision (`server/discover`, no sessions, per-request envelope and headers) when a
-//! request's `MCP-Protocol-Version` asks for it. Plain JSON responses (no SSE, no GET stream: GET is
-//! 405), tools only: `resources/list`, `resources/templates/list` and `prompts/list` answer empty
+//! request's `MCP-Protocol-Version` asks for it. Plain JSON responses, except that a `tools/call` asking
+//! for progress is answered with an SSE stream relaying the upstream's progress notifications (module
+//! `progress`); no GET stream (GET is 405), no server-to-client requests (sampling, elicitation). Tools
+//! only: `resources/list`, `resources/templates/list` and `prompts/list` answer empty
 //! lists; every other method the gateway does not serve gets `-32601`.
 
 mod audit;
@@ -28,13 +30,14 @@ mod control;
 mod gateway;
 mod http;
 mod modern;
+mod progress;
 pub mod remote;
 mod session;
 mod upstreams;
 
 pub use audit::{AuditSink, CallStatus, CloseReason, GatewayEvent, RecordFuture, Verdict};
 pub use config::GatewayConfig;
-pub use control::{AgentIdentity, ControlPlane, UpstreamSpec, is_listed};
+pub use control::{AgentIdentity, AuthError, ControlPlane, UpstreamSpec, is_listed};
 pub use gateway::{Gateway, SUPPORTED_PROTOCOL_VERSIONS, TOOL_SEPARATOR};
 pub use modern::MODERN_PROTOCOL_VERSIONS;
 pub use remote::{narrow_to_token, upstream_credentials};

@@ -35,9 +35,9 @@ use warden_identity::token::{Verifier, VerifierConfig};
 use warden_mcp::UpstreamCredentials;
 use warden_policy::{Decision, Fleet, PolicyEngine, ToolCall, Weekday, parse_guardrail};
 
-pub use spool::{SpoolAudit, SpoolError};
+pub use spool::{DEFAULT_MAX_PENDING_BYTES, SpoolAudit, SpoolError, SpoolLimits};
 
-use crate::control::{AgentIdentity, ControlPlane, UpstreamSpec};
+use crate::control::{AgentIdentity, AuthError, ControlPlane, UpstreamSpec};
 use crate::session::lock;
 use client::{ClientError, ControlClient};
 
@@ -261,11 +261,11 @@ impl RemoteControlPlane {
         self.shared.client.base()
     }
 
-    /// Opens the audit spool at `path` (created with mode 0600 if missing) and starts shipping it to
-    /// this control plane, beginning with what a previous run left. Must be called within a tokio
-    /// runtime.
-    pub fn spool(&self, path: &Path) -> Result<SpoolAudit, SpoolError> {
-        SpoolAudit::start(path, Arc::clone(&self.shared.client))
+    /// Opens the audit spool at `path` (created with mode 0600 if missing), bounded by `limits`, and
+    /// starts shipping it to this control plane, beginning with what a previous run left. Must be
+    /// called within a tokio runtime.
+    pub fn spool(&self, path: &Path, limits: SpoolLimits) -> Result<SpoolAudit, SpoolError> {
+        SpoolAudit::start(path, limits, Arc::clone(&self.shared.client))
     }
 }
 
@@ -278,18 +278,22 @@ impl Drop for RemoteControlPlane {
 }
 
 impl ControlPlane for RemoteControlPlane {
-    fn authenticate(&self, bearer: &str) -> Result<AgentIdentity, String> {
-        self.shared.fresh()?;
+    fn authenticate(&self, bearer: &str) -> Result<AgentIdentity, AuthError> {
+        let unavailable = |reason: String| AuthError::Unavailable {
+            reason,
+            retry_after: self.shared.refresh,
+        };
+        self.shared.fresh().map_err(unavailable)?;
         let view = self.shared.view();
         let set = self
             .shared
             .revocations
             .read()
-            .map_err(|_| "the gateway's revocation state is unavailable".to_owned())?;
+            .map_err(|_| unavailable("the gateway's revocation state is unavailable".to_owned()))?;
         let verified = view
             .verifier
             .verify(bearer, now_unix(), &*set)
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| AuthError::Invalid(e.to_string()))?;
         AgentIdentity::from_claims(verified.claims(), bearer)
     }
 
@@ -310,7 +314,7 @@ impl ControlPlane for RemoteControlPlane {
         self.shared.view().servers.clone()
     }
 
-    fn still_valid(&self, identity: &AgentIdentity) -> Result<(), String> {
+    fn still_valid(&self, identity: &AgentIdentity) -> Result<(), AuthError> {
         self.authenticate(&identity.bearer).map(|_| ())
     }
 

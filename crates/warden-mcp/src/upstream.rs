@@ -382,11 +382,25 @@ impl Upstream {
     /// Calls a tool and returns its `CallToolResult` as sent. A tool that failed is still a result
     /// (with `isError: true`); only protocol failures are errors.
     pub async fn call_tool(&self, name: &str, arguments: Value) -> Result<Value, UpstreamError> {
-        let params = if arguments.is_null() {
-            json!({ "name": name })
-        } else {
-            json!({ "name": name, "arguments": arguments })
-        };
+        self.call_tool_with_meta(name, arguments, serde_json::Map::new()).await
+    }
+
+    /// [`Upstream::call_tool`] with `params._meta` (a `progressToken`, say; left out when empty). The
+    /// upstream's notifications during the call, progress included, reach
+    /// [`Upstream::subscribe`]rs.
+    pub async fn call_tool_with_meta(
+        &self,
+        name: &str,
+        arguments: Value,
+        meta: serde_json::Map<String, Value>,
+    ) -> Result<Value, UpstreamError> {
+        let mut params = json!({ "name": name });
+        if !arguments.is_null() {
+            params["arguments"] = arguments;
+        }
+        if !meta.is_empty() {
+            params["_meta"] = Value::Object(meta);
+        }
         let result = self.request("tools/call", Some(params)).await?;
         if !result.is_object() {
             return Err(self

@@ -7,7 +7,7 @@
 use std::sync::{Arc, RwLock};
 
 use time::UtcOffset;
-use warden_gateway::{AgentIdentity, ControlPlane, UpstreamSpec};
+use warden_gateway::{AgentIdentity, AuthError, ControlPlane, UpstreamSpec};
 use warden_policy::{Decision, ToolCall, Weekday};
 use warden_store::{Store, StoreError};
 
@@ -67,8 +67,11 @@ impl ServerControlPlane {
 }
 
 impl ControlPlane for ServerControlPlane {
-    fn authenticate(&self, bearer: &str) -> Result<AgentIdentity, String> {
-        let verified = self.credentials.verify(bearer).map_err(|e| e.to_string())?;
+    fn authenticate(&self, bearer: &str) -> Result<AgentIdentity, AuthError> {
+        let verified = self
+            .credentials
+            .verify(bearer)
+            .map_err(|e| AuthError::Invalid(e.to_string()))?;
         AgentIdentity::from_claims(verified.claims(), bearer)
     }
 
@@ -82,11 +85,11 @@ impl ControlPlane for ServerControlPlane {
         self.servers.read().map(|s| s.clone()).unwrap_or_default()
     }
 
-    fn still_valid(&self, identity: &AgentIdentity) -> Result<(), String> {
+    fn still_valid(&self, identity: &AgentIdentity) -> Result<(), AuthError> {
         self.credentials
             .verify(&identity.bearer)
             .map(|_| ())
-            .map_err(|e| e.to_string())
+            .map_err(|e| AuthError::Invalid(e.to_string()))
     }
 
     fn now(&self) -> (u8, Weekday) {

@@ -101,6 +101,8 @@ struct McpSession {
     url: String,
     token: String,
     session: Option<String>,
+    /// The `Retry-After` header of the last response, if it had one.
+    retry_after: Option<String>,
 }
 
 impl McpSession {
@@ -113,6 +115,7 @@ impl McpSession {
             url: url.to_owned(),
             token: token.to_owned(),
             session: None,
+            retry_after: None,
         };
         let (status, body) = mcp.send(json!({"jsonrpc":"2.0","id":1,"method":"initialize",
             "params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"0"}}}));
@@ -138,6 +141,7 @@ impl McpSession {
         if let Some(session) = res.headers().get("mcp-session-id") {
             self.session = Some(session.to_str().unwrap().to_owned());
         }
+        self.retry_after = res.headers().get("retry-after").map(|v| v.to_str().unwrap().to_owned());
         (res.status().as_u16(), res.body_mut().read_to_string().unwrap())
     }
 
@@ -327,13 +331,20 @@ fn standalone_gateway_decides_locally_follows_revocations_fails_closed_when_stal
         "{body}"
     );
 
-    // ...and refuses once it has not reached the control plane for longer than the bound.
+    // ...and refuses once it has not reached the control plane for longer than the bound: a 503
+    // saying why and when to ask again, not a 401 (the token is fine).
     let mut decided_while_away = 1;
     let body = poll(Duration::from_secs(6), "the gateway did not fail closed", || {
         let (status, body) = coder_session.echo("still fresh?");
         decided_while_away += usize::from(status == 200);
-        (status == 401).then_some(body)
+        (status == 503).then_some(body)
     });
+    assert_eq!(
+        coder_session.retry_after.as_deref(),
+        Some("1"),
+        "Retry-After is the refresh interval"
+    );
+    assert!(body.contains("temporarily_unavailable"), "{body}");
     // The last pull was at most about a second before the stop began.
     let waited = stopping_at.elapsed();
     assert!(waited > Duration::from_secs(1), "stale after only {waited:?}");
@@ -343,18 +354,16 @@ fn standalone_gateway_decides_locally_follows_revocations_fails_closed_when_stal
         "{body}"
     );
 
-    // The control plane is back at the same address: the gateway decides again and ships what it
-    // spooled meanwhile, each event exactly once.
+    // The control plane is back at the same address: the gateway decides again, on the very session
+    // opened before the outage, and ships what it spooled meanwhile, each event exactly once.
     let server = Server::start_with(&data_dir, &["--listen", &listen]);
     let admin = server.api(&server.admin_token());
-    let mut coder_session = poll(Duration::from_secs(5), "the gateway did not recover", || {
-        McpSession::try_open(&mcp_url, &coder).ok()
+    let body = poll(Duration::from_secs(5), "the gateway did not recover", || {
+        let (status, body) = coder_session.echo("back");
+        assert!(status == 200 || status == 503, "{status} {body}");
+        (status == 200).then_some(body)
     });
-    let (status, body) = coder_session.echo("back");
-    assert!(
-        status == 200 && body.contains("back") && !body.contains("isError\":true"),
-        "{body}"
-    );
+    assert!(body.contains("back") && !body.contains("isError\":true"), "{body}");
     let (status, _) = coder_session.list();
     assert_eq!(status, 200);
     let arrival_deadline = Instant::now() + Duration::from_secs(7);

@@ -10,6 +10,12 @@
 //! A line the control plane will never accept (malformed, or too large for a batch) is moved to
 //! `<spool>.rejected` rather than blocking the events behind it.
 //!
+//! The spool is bounded: events the control plane has not yet taken may fill at most
+//! [`SpoolLimits::max_pending`] bytes, beyond which recording fails (and so calls are not forwarded)
+//! until it takes them. Under steady load the spool may never be empty at an acknowledgement, so once
+//! [`SpoolLimits::compact_after`] bytes of it are shipped, the few unshipped lines are copied to a
+//! fresh file that replaces it.
+//!
 //! **Invariant:** the spool holds whole lines only: a failed append is cut back off, and a partial
 //! line left by a crash is removed at start (its event was never reported durable, so its call was
 //! never forwarded).
@@ -71,11 +77,37 @@ fn io_err<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> S
     }
 }
 
+/// The most unshipped bytes a spool holds unless told otherwise: 1 GiB.
+pub const DEFAULT_MAX_PENDING_BYTES: u64 = 1 << 30;
+
+/// How large a spool may grow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SpoolLimits {
+    /// The most bytes of events not yet taken by the control plane; recording fails beyond it.
+    pub max_pending: u64,
+    /// Once this many bytes are shipped while more are pending, the spool is rewritten without them.
+    pub compact_after: u64,
+}
+
+impl Default for SpoolLimits {
+    fn default() -> SpoolLimits {
+        SpoolLimits {
+            max_pending: DEFAULT_MAX_PENDING_BYTES,
+            compact_after: 16 * 1024 * 1024,
+        }
+    }
+}
+
+/// The most unshipped bytes copied by one compaction (appends wait meanwhile); with more pending,
+/// compaction waits for the shipper to catch up.
+const MAX_COMPACT_COPY: u64 = 1024 * 1024;
+
 /// The spool file and what of it has been shipped.
 pub(crate) struct Spool {
     path: PathBuf,
     shipped_path: PathBuf,
     rejected_path: PathBuf,
+    limits: SpoolLimits,
     state: Mutex<SpoolState>,
 }
 
@@ -104,7 +136,7 @@ pub(crate) struct Batch {
 impl Spool {
     /// Opens (creating, mode 0600) and locks the spool at `path`, cuts a partial last line, and loads
     /// the shipped offset.
-    pub(crate) fn open(path: &Path) -> Result<Spool, SpoolError> {
+    pub(crate) fn open(path: &Path, limits: SpoolLimits) -> Result<Spool, SpoolError> {
         let existed = path.exists();
         let file = OpenOptions::new()
             .read(true)
@@ -138,6 +170,7 @@ impl Spool {
             path: path.to_owned(),
             shipped_path,
             rejected_path: sibling(path, "rejected"),
+            limits,
             state: Mutex::new(SpoolState {
                 file,
                 len,
@@ -158,9 +191,18 @@ impl Spool {
         state.len - state.shipped
     }
 
-    /// Appends one line (ending in `\n`) and syncs it to disk.
+    /// Appends one line (ending in `\n`) and syncs it to disk; refuses when the unshipped events
+    /// would exceed [`SpoolLimits::max_pending`].
     pub(crate) fn append(&self, line: &[u8]) -> io::Result<()> {
         let mut state = lock(&self.state);
+        let pending = state.len - state.shipped;
+        if pending.saturating_add(line.len() as u64) > self.limits.max_pending {
+            return Err(io::Error::other(format!(
+                "it holds {pending} bytes of events the control plane has not taken yet (limit {}, \
+                 --spool-max-bytes); nothing more is recorded, and no call forwarded, until it takes them",
+                self.limits.max_pending
+            )));
+        }
         let start = state.len;
         let mut written = Vec::with_capacity(line.len() + 1);
         if state.torn {
@@ -248,11 +290,57 @@ impl Spool {
             state.len = 0;
             state.shipped = 0;
             state.torn = false;
+        } else if shipped >= self.limits.compact_after && state.len - shipped <= MAX_COMPACT_COPY {
+            if let Err(err) = self.compact(&mut state, shipped) {
+                tracing::warn!(spool = %self.path.display(), error = %err, "cannot compact the audit spool; it keeps its shipped events for now");
+                write_offset(&self.shipped_path, shipped, false)?;
+                state.shipped = shipped;
+            }
         } else {
             // Losing this update only resends events, so it need not be synced.
             write_offset(&self.shipped_path, shipped, false)?;
             state.shipped = shipped;
         }
+        Ok(())
+    }
+
+    /// Replaces the spool with a copy of its unshipped lines (those from `shipped` on).
+    ///
+    /// The copy is synced and locked before it is renamed over the spool, and the zero offset is made
+    /// durable in between: a crash before the rename leaves the old spool with offset 0 (resent, and
+    /// stored once by id), a crash after it leaves the copy with offset 0 (exact).
+    fn compact(&self, state: &mut SpoolState, shipped: u64) -> io::Result<()> {
+        let unshipped = read_range(&state.file, shipped, state.len - shipped)?;
+        if unshipped.len() as u64 != state.len - shipped {
+            return Err(io::Error::other("the spool is shorter than recorded"));
+        }
+        let copy_path = sibling(&self.path, "compact");
+        match fs::remove_file(&copy_path) {
+            Err(err) if err.kind() != io::ErrorKind::NotFound => return Err(err),
+            _ => {}
+        }
+        let mut copy = OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&copy_path)?;
+        let copied = copy
+            .try_lock()
+            .map_err(io::Error::other)
+            .and_then(|()| copy.write_all(&unshipped))
+            .and_then(|()| copy.sync_data());
+        if let Err(err) = copied {
+            let _ = fs::remove_file(&copy_path);
+            return Err(err);
+        }
+        write_offset(&self.shipped_path, 0, true)?;
+        fs::rename(&copy_path, &self.path)?;
+        sync_parent(&self.path)?;
+        tracing::debug!(spool = %self.path.display(), dropped = shipped, "compacted the audit spool");
+        state.file = copy;
+        state.len -= shipped;
+        state.shipped = 0;
         Ok(())
     }
 
@@ -422,8 +510,12 @@ struct Shipper {
 impl SpoolAudit {
     /// Opens the spool and starts shipping it (what a previous run left first). Must be called
     /// within a tokio runtime.
-    pub(crate) fn start(path: &Path, client: Arc<ControlClient>) -> Result<SpoolAudit, SpoolError> {
-        let spool = Spool::open(path)?;
+    pub(crate) fn start(
+        path: &Path,
+        limits: SpoolLimits,
+        client: Arc<ControlClient>,
+    ) -> Result<SpoolAudit, SpoolError> {
+        let spool = Spool::open(path, limits)?;
         let pending = spool.pending_bytes();
         if pending > 0 {
             tracing::info!(spool = %path.display(), bytes = pending, "shipping audit events left by a previous run");
@@ -586,7 +678,7 @@ mod tests {
 
     use serde_json::{Value, json};
 
-    use super::{MAX_BATCH_BYTES, Spool, SpoolError, sibling};
+    use super::{MAX_BATCH_BYTES, Spool, SpoolError, SpoolLimits, sibling};
 
     fn line(id: &str) -> Vec<u8> {
         let mut line = json!({"id": id, "event": {"kind": "decision", "agent": "a"}})
@@ -610,7 +702,7 @@ mod tests {
     fn appends_ships_in_batches_and_truncates_when_everything_is_acknowledged() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("s.spool");
-        let spool = Spool::open(&path).unwrap();
+        let spool = Spool::open(&path, SpoolLimits::default()).unwrap();
         assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
         assert_eq!(spool.next_batch(10).unwrap().bytes, 0, "nothing to ship");
         for id in ["a", "b", "c"] {
@@ -639,7 +731,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("s.spool");
         {
-            let spool = Spool::open(&path).unwrap();
+            let spool = Spool::open(&path, SpoolLimits::default()).unwrap();
             for id in ["a", "b", "c"] {
                 spool.append(&line(id)).unwrap();
             }
@@ -653,14 +745,14 @@ mod tests {
             .unwrap()
             .write_all(br#"{"id":"d","ev"#)
             .unwrap();
-        let spool = Spool::open(&path).unwrap();
+        let spool = Spool::open(&path, SpoolLimits::default()).unwrap();
         spool.append(&line("e")).unwrap();
         assert_eq!(ids(&spool.next_batch(10).unwrap().body), ["b", "c", "e"]);
 
         // A lost or bogus offset only resends.
         drop(spool);
         std::fs::write(sibling(&path, "shipped"), "7\n").unwrap();
-        let spool = Spool::open(&path).unwrap();
+        let spool = Spool::open(&path, SpoolLimits::default()).unwrap();
         assert_eq!(ids(&spool.next_batch(10).unwrap().body), ["a", "b", "c", "e"]);
     }
 
@@ -668,15 +760,18 @@ mod tests {
     fn one_process_holds_a_spool() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("s.spool");
-        let _held = Spool::open(&path).unwrap();
-        assert!(matches!(Spool::open(&path), Err(SpoolError::Locked { .. })));
+        let _held = Spool::open(&path, SpoolLimits::default()).unwrap();
+        assert!(matches!(
+            Spool::open(&path, SpoolLimits::default()),
+            Err(SpoolError::Locked { .. })
+        ));
     }
 
     #[test]
     fn malformed_and_oversized_lines_are_moved_aside() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("s.spool");
-        let spool = Spool::open(&path).unwrap();
+        let spool = Spool::open(&path, SpoolLimits::default()).unwrap();
         spool.append(b"not json\n").unwrap();
         let big = "x".repeat(MAX_BATCH_BYTES + 10);
         let mut huge = json!({"id": "big", "event": {"kind": "outcome", "error": big}})
@@ -703,7 +798,7 @@ mod tests {
     #[test]
     fn batches_stay_within_the_control_planes_body_limit() {
         let dir = tempfile::tempdir().unwrap();
-        let spool = Spool::open(&dir.path().join("s.spool")).unwrap();
+        let spool = Spool::open(&dir.path().join("s.spool"), SpoolLimits::default()).unwrap();
         let padding = "p".repeat(900);
         for i in 0..200 {
             let mut line = json!({"id": format!("e{i}"), "event": {"kind": "decision", "reason": padding}})
@@ -724,5 +819,74 @@ mod tests {
         }
         assert_eq!(shipped.len(), 200);
         assert_eq!(shipped.last().map(String::as_str), Some("e199"));
+    }
+
+    #[test]
+    fn a_full_spool_refuses_until_events_are_taken() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.spool");
+        let one = line("a").len() as u64;
+        let limits = SpoolLimits {
+            max_pending: 2 * one,
+            ..SpoolLimits::default()
+        };
+        let spool = Spool::open(&path, limits).unwrap();
+        spool.append(&line("a")).unwrap();
+        spool.append(&line("b")).unwrap();
+        let err = spool.append(&line("c")).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "it holds {} bytes of events the control plane has not taken yet (limit {}, --spool-max-bytes); \
+                 nothing more is recorded, and no call forwarded, until it takes them",
+                2 * one,
+                2 * one
+            )
+        );
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().len(),
+            2 * one,
+            "nothing partial was written"
+        );
+        let batch = spool.next_batch(1).unwrap();
+        spool.acknowledge(batch.bytes).unwrap();
+        spool.append(&line("c")).unwrap();
+        assert_eq!(ids(&spool.next_batch(10).unwrap().body), ["b", "c"]);
+    }
+
+    #[test]
+    fn a_spool_that_never_empties_is_compacted() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.spool");
+        let one = line("e00").len() as u64;
+        let limits = SpoolLimits {
+            compact_after: 10 * one,
+            ..SpoolLimits::default()
+        };
+        let spool = Spool::open(&path, limits).unwrap();
+        // Steady load: every acknowledgement finds one more event spooled, so the spool is never
+        // empty and never truncated.
+        spool.append(&line("e00")).unwrap();
+        let mut largest = 0;
+        for i in 1..40 {
+            spool.append(&line(&format!("e{i:02}"))).unwrap();
+            let batch = spool.next_batch(1).unwrap();
+            assert_eq!(ids(&batch.body), [format!("e{:02}", i - 1)]);
+            spool.acknowledge(batch.bytes).unwrap();
+            largest = largest.max(std::fs::metadata(&path).unwrap().len());
+        }
+        assert!(largest <= 11 * one, "the spool grew to {largest} bytes");
+        assert_eq!(spool.pending_bytes(), one);
+        assert!(!sibling(&path, "compact").exists());
+        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+
+        // The compacted spool is the spool: a restart ships exactly what is left, and it stays locked.
+        assert!(matches!(
+            Spool::open(&path, SpoolLimits::default()),
+            Err(SpoolError::Locked { .. })
+        ));
+        drop(spool);
+        let spool = Spool::open(&path, SpoolLimits::default()).unwrap();
+        assert_eq!(ids(&spool.next_batch(10).unwrap().body), ["e39"]);
     }
 }

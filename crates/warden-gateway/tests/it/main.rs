@@ -19,5 +19,6 @@ mod auth;
 mod calls;
 mod clients;
 mod modern;
+mod progress;
 mod revocation;
 mod upstreams;

@@ -18,7 +18,7 @@ use tempfile::TempDir;
 use tower::ServiceExt;
 use warden_core::{Agent, AgentId, AgentStatus, McpServer, Name, Origin, Scope, ToolPattern, Transport};
 use warden_gateway::{
-    AgentIdentity, AuditSink, ControlPlane, Gateway, GatewayConfig, GatewayEvent, RecordFuture, UpstreamSpec,
+    AgentIdentity, AuditSink, AuthError, ControlPlane, Gateway, GatewayConfig, GatewayEvent, RecordFuture, UpstreamSpec,
 };
 use warden_identity::keys::KeyRing;
 use warden_identity::revocation::{RevocationEntry, RevocationSet};
@@ -110,12 +110,12 @@ impl TestControl {
 }
 
 impl ControlPlane for TestControl {
-    fn authenticate(&self, bearer: &str) -> Result<AgentIdentity, String> {
+    fn authenticate(&self, bearer: &str) -> Result<AgentIdentity, AuthError> {
         let revocations = self.revocations.read().unwrap();
         let verified = self
             .verifier
             .verify(bearer, now_unix(), &*revocations)
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| AuthError::Invalid(e.to_string()))?;
         AgentIdentity::from_claims(verified.claims(), bearer)
     }
 
@@ -129,7 +129,7 @@ impl ControlPlane for TestControl {
         self.servers.read().unwrap().clone()
     }
 
-    fn still_valid(&self, identity: &AgentIdentity) -> Result<(), String> {
+    fn still_valid(&self, identity: &AgentIdentity) -> Result<(), AuthError> {
         self.validity_checks.fetch_add(1, Ordering::SeqCst);
         self.authenticate(&identity.bearer).map(|_| ())
     }
