@@ -7,6 +7,10 @@
 //! cost, credential events) over 1,000 agents in 50 teams, ~500-700 bytes of canonical JSON each.
 //! Sealing runs during the runs as it would in production (every 131,072 events).
 //!
+//! `WARDEN_BENCH_ONLY=paced` instead appends single events on a fixed schedule (1,000/s, each by its
+//! own task, as the gateway appends decisions) and prints their latency beside the disk's own paced
+//! `fdatasync` in the same run: the lake's share of a gateway call's added latency, without HTTP.
+//!
 //! Run with `cargo bench -p warden-lake --bench ingest`. Targets: ≥ 100,000 durable events/s
 //! sustained, ≤ 100 bytes/event on disk. Without `--bench` (as `cargo test --all-targets` runs it, in
 //! debug) it runs a tiny smoke configuration in a few seconds.
@@ -170,6 +174,67 @@ async fn closed_loop(lake: &Lake, producers: usize, per_call: usize, run: Durati
     (total, elapsed, lat)
 }
 
+/// Open loop: one event appended every `1/rate` s for `run`, each by its own task so that a slow
+/// append never delays the next; returns the sorted latencies of the appends.
+async fn paced(lake: &Lake, rate: u64, run: Duration) -> Vec<Duration> {
+    let n = rate * run.as_secs();
+    let start = tokio::time::Instant::now();
+    let mut rng = 0x5151_5151_5151_5151u64;
+    let mut tasks = Vec::with_capacity(n as usize);
+    for i in 0..n {
+        tokio::time::sleep_until(start + Duration::from_nanos(i * 1_000_000_000 / rate)).await;
+        let (lake, event) = (lake.clone(), event(&mut rng));
+        tasks.push(tokio::spawn(async move {
+            let t = Instant::now();
+            lake.append(vec![event]).await.unwrap();
+            t.elapsed()
+        }));
+    }
+    let mut lat = Vec::with_capacity(tasks.len());
+    for task in tasks {
+        lat.push(task.await.unwrap());
+    }
+    lat.sort();
+    lat
+}
+
+/// `n` writes of 600 bytes into a preallocated, zero-filled file, each `fdatasync`ed, paced at
+/// 1,000/s (the WAL's pattern); sorted latencies.
+fn paced_fsync(path: &Path, n: usize) -> Vec<Duration> {
+    use std::os::unix::fs::FileExt;
+    let record = [b'x'; 600];
+    let file = std::fs::File::create(path).unwrap();
+    file.write_all_at(&vec![0u8; record.len() * n], 0).unwrap();
+    file.sync_all().unwrap();
+    let start = Instant::now();
+    let mut lat = Vec::with_capacity(n);
+    for i in 0..n {
+        if let Some(wait) = (start + Duration::from_millis(i as u64)).checked_duration_since(Instant::now()) {
+            std::thread::sleep(wait);
+        }
+        let t = Instant::now();
+        file.write_all_at(&record, (i * record.len()) as u64).unwrap();
+        file.sync_data().unwrap();
+        lat.push(t.elapsed());
+    }
+    let _ = std::fs::remove_file(path);
+    lat.sort();
+    lat
+}
+
+/// p50, p99, p99.9 and the maximum of sorted latencies, in µs.
+fn quantiles(sorted: &[Duration]) -> String {
+    let us = |d: Duration| d.as_secs_f64() * 1e6;
+    format!(
+        "p50 {:.0} µs, p99 {:.0} µs, p99.9 {:.0} µs, max {:.0} µs ({} samples)",
+        us(pct(sorted, 0.5)),
+        us(pct(sorted, 0.99)),
+        us(pct(sorted, 0.999)),
+        us(sorted.last().copied().unwrap_or_default()),
+        sorted.len()
+    )
+}
+
 fn dir_bytes(path: &Path, ext: &str) -> u64 {
     let mut total = 0;
     for entry in std::fs::read_dir(path).into_iter().flatten().flatten() {
@@ -251,6 +316,29 @@ fn main() {
         config.canonical_zstd_level = level;
     }
     println!("canonical column: zstd level {}", config.canonical_zstd_level);
+    if let Some(secs) = std::env::var("WARDEN_BENCH_CHECKPOINT_SECS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        config.checkpoint_interval = Duration::from_secs(secs);
+    }
+    if std::env::var("WARDEN_BENCH_ONLY").as_deref() == Ok("paced") {
+        let floor = paced_fsync(&tmp.path().join("floor"), 5_000);
+        println!(
+            "the disk's floor, 600-byte write + fdatasync at 1,000/s: {}",
+            quantiles(&floor)
+        );
+        rt.block_on(async {
+            let lake = Lake::open(&lake_dir, config.clone()).unwrap();
+            closed_loop(&lake, 4, 1, Duration::from_millis(100)).await;
+            for run in 1..=3 {
+                let lat = paced(&lake, 1_000, Duration::from_secs(5)).await;
+                println!("lake append of one event at 1,000/s, run {run}: {}", quantiles(&lat));
+            }
+            lake.close().await.unwrap();
+        });
+        return;
+    }
     rt.block_on(async {
         let lake = Lake::open(&lake_dir, config.clone()).unwrap();
         // Warm up the writer and the first WAL segment.
