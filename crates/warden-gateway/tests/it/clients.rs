@@ -291,3 +291,31 @@ async fn inspector_cli_lists_and_calls() {
     );
     world.gateway.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_sdk_receives_progress_in_both_protocol_eras() {
+    // The reader's scope covers `web/trigger-long-running-operation`; `web` is server-everything over
+    // stdio here.
+    let world = World::new(vec![spec("web", stdio_everything())]);
+    let served = serve(&world.gateway).await;
+    let url = format!("{}/mcp/web", served.base);
+    let call = [r#"trigger-long-running-operation+progress={"duration": 1, "steps": 3}"#];
+    for mode in ["auto", "legacy"] {
+        let out = python_client(&url, &world.reader_token(), mode, &call).await;
+        let result = &out["calls"][0];
+        assert_eq!(result["is_error"], false, "{mode}: {out}");
+        assert!(
+            result["text"]
+                .as_str()
+                .unwrap()
+                .starts_with("Long running operation completed"),
+            "{mode}: {out}"
+        );
+        assert_eq!(
+            result["progress"],
+            json!([[1.0, 3.0], [2.0, 3.0], [3.0, 3.0]]),
+            "{mode}: the SDK got every progress notification, in order: {out}"
+        );
+    }
+    world.gateway.shutdown().await;
+}
