@@ -184,7 +184,7 @@ async fn post(
     };
     let exchange = Exchange::of(&session);
     if let Some((relay, events)) = ProgressRelay::for_request(&request.method, request.params.as_ref(), headers) {
-        return stream_call(shared, exchange, identity, request, (relay, events), |answer| answer);
+        return stream_call(shared, exchange, identity, request, (relay, events), &HANDSHAKE_ERA).await;
     }
     let answer = shared
         .dispatch(&exchange, identity, &request.method, request.params, None)
@@ -217,8 +217,7 @@ async fn post_modern(
             endpoint,
             session: None,
         };
-        let shape = |answer: Answer| answer.map(|result| modern::shape("tools/call", result));
-        return stream_call(shared, exchange, identity, request, relay, shape);
+        return stream_call(shared, exchange, identity, request, relay, &MODERN_ERA).await;
     }
     let answer = match checked {
         Err(error) => Err(error),
@@ -245,18 +244,39 @@ async fn post_modern(
     }
 }
 
-/// Answers a call that asked for progress with an SSE stream: the upstream's progress notifications
-/// as they come, then the response (its result passed through `shape`). The call runs to its end,
-/// outcome recorded, whether or not the client stays to read.
-fn stream_call(
+/// How a protocol era answers a tool call: the shape of its result, and the HTTP status of an error.
+struct Era {
+    shape: fn(Answer) -> Answer,
+    status: fn(&ErrorObject) -> StatusCode,
+}
+
+/// The handshake era (2025-11-25 and before): results as they are, errors with a 200.
+const HANDSHAKE_ERA: Era = Era {
+    shape: |answer| answer,
+    status: |_| StatusCode::OK,
+};
+
+/// The 2026-07-28 revision: modern result shapes, errors with their HTTP status.
+const MODERN_ERA: Era = Era {
+    shape: |answer| answer.map(|result| modern::shape("tools/call", result)),
+    status: modern::status_for,
+};
+
+/// Answers a call that asked for progress. Once the upstream reports progress the answer is an SSE
+/// stream: the progress notifications as they come, then the response (its result in the era's
+/// shape). A call answered before any progress (a denial, say) gets a plain JSON response, with
+/// the era's status for an error. The call runs to its end, outcome recorded, whether or not
+/// the client stays to read.
+async fn stream_call(
     shared: &SharedState,
     exchange: Exchange,
     identity: &AgentIdentity,
     request: Request,
-    (relay, events): (ProgressRelay, mpsc::Receiver<Message>),
-    shape: fn(Answer) -> Answer,
+    (relay, mut events): (ProgressRelay, mpsc::Receiver<Message>),
+    era: &Era,
 ) -> Response {
-    let (shared, identity) = (Arc::clone(shared), identity.clone());
+    let (shape, status) = (era.shape, era.status);
+    let (shared, identity, id) = (Arc::clone(shared), identity.clone(), request.id.clone());
     let last = relay.sender();
     tokio::spawn(async move {
         let answer = shared
@@ -269,7 +289,18 @@ fn stream_call(
         // A client that went away reads nothing more; the call is answered and recorded regardless.
         let _ = last.send(Message::Response(response)).await;
     });
-    progress::event_stream(events)
+    match events.recv().await {
+        Some(Message::Response(response)) => {
+            let code = response.outcome.as_ref().err().map_or(StatusCode::OK, status);
+            rpc_response(code, response)
+        }
+        Some(first) => progress::event_stream(first, events),
+        None => {
+            tracing::error!("a tool call task ended without an answer");
+            let error = ErrorObject::new(ErrorObject::INTERNAL_ERROR, "internal error");
+            rpc_response(StatusCode::INTERNAL_SERVER_ERROR, RpcResponse::error(Some(id), error))
+        }
+    }
 }
 
 /// The session the request names, if it is open, belongs to this agent and endpoint, and the agent

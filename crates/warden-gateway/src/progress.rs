@@ -1,6 +1,7 @@
 //! Progress relay: a `tools/call` whose client asks for progress (`params._meta.progressToken`) and
-//! accepts `text/event-stream` is answered with an SSE stream carrying the upstream's
-//! `notifications/progress` for that call as they come, then the response.
+//! accepts `text/event-stream` is answered, once the upstream reports progress, with an SSE stream
+//! carrying the upstream's `notifications/progress` for that call as they come, then the response.
+//! A call answered before any progress gets a plain JSON response like any other.
 //!
 //! This module owns the token the upstream sees, the matching of the upstream's notifications to a
 //! call, the rewriting of the token back to the client's own, and the SSE framing. The upstream sees
@@ -145,28 +146,37 @@ fn accepts_event_stream(headers: &HeaderMap) -> bool {
         })
 }
 
-/// A 200 whose body is an SSE stream of the messages `rx` yields, ending when every sender is gone.
-pub(crate) fn event_stream(rx: mpsc::Receiver<Message>) -> Response {
+/// A 200 whose body is an SSE stream of `first`, then the messages `rx` yields, ending when every
+/// sender is gone.
+pub(crate) fn event_stream(first: Message, rx: mpsc::Receiver<Message>) -> Response {
     (
         StatusCode::OK,
         [(CONTENT_TYPE, "text/event-stream"), (CACHE_CONTROL, "no-cache")],
-        Body::from_stream(Events { rx }),
+        Body::from_stream(Events { first: Some(first), rx }),
     )
         .into_response()
 }
 
 /// The SSE framing of a message stream: one `message` event per JSON-RPC message.
 struct Events {
+    first: Option<Message>,
     rx: mpsc::Receiver<Message>,
+}
+
+fn frame(message: &Message) -> Bytes {
+    Bytes::from(format!("event: message\ndata: {}\n\n", message.to_line()))
 }
 
 impl futures_core::Stream for Events {
     type Item = Result<Bytes, Infallible>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        self.rx.poll_recv(cx).map(|message| {
-            message.map(|message| Ok(Bytes::from(format!("event: message\ndata: {}\n\n", message.to_line()))))
-        })
+        if let Some(first) = self.first.take() {
+            return Poll::Ready(Some(Ok(frame(&first))));
+        }
+        self.rx
+            .poll_recv(cx)
+            .map(|message| message.map(|message| Ok(frame(&message))))
     }
 }
 
