@@ -18,11 +18,11 @@
 //!
 //! Scope of the protocol: the handshake era (2025-11-25, 2025-06-18, 2025-03-26) with sessions, and
 //! the 2026-07-28 revision (`server/discover`, no sessions, per-request envelope and headers) when a
-//! request's `MCP-Protocol-Version` asks for it. Plain JSON responses, except that a `tools/call` asking
-//! for progress is answered, once the upstream reports progress, with an SSE stream relaying its
-//! progress notifications (module `progress`); no GET stream (GET is 405), no server-to-client requests (sampling, elicitation). Tools
-//! only: `resources/list`, `resources/templates/list` and `prompts/list` answer empty
-//! lists; every other method the gateway does not serve gets `-32601`.
+//! request's `MCP-Protocol-Version` asks for it. Plain JSON responses, except that a `tools/call`
+//! asking for progress is answered, once the upstream reports progress, with an SSE stream relaying
+//! its progress notifications (module `progress`); no GET stream (GET is 405), no server-to-client
+//! requests (sampling, elicitation). Tools only: `resources/list`, `resources/templates/list` and
+//! `prompts/list` answer empty lists; every other method the gateway does not serve gets `-32601`.
 
 mod audit;
 mod config;
