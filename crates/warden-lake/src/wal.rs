@@ -84,24 +84,51 @@ pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
+/// How much of a spare segment is zero-filled between two yields of the preallocation thread.
+const PREALLOC_CHUNK: usize = 64 << 10;
+
+/// The preallocation thread's nice value (the sealer's): background work, behind the writer.
+const PREALLOC_NICE: i32 = 10;
+
+/// With yields, the spare is synced every this many bytes as it fills.
+const PREALLOC_SYNC_EVERY: u64 = 1 << 20;
+
 /// Writes a zero-filled file of `bytes` at `path` and syncs it.
-fn preallocate(path: &Path, bytes: u64) -> io::Result<()> {
+///
+/// With `yielding` (the spare, filled while the writer commits), the work is cut into short steps:
+/// the thread gives up the CPU after every [`PREALLOC_CHUNK`] and syncs every
+/// [`PREALLOC_SYNC_EVERY`]. Filling 64 MiB takes ~140 ms of CPU (fresh page-cache pages), and one
+/// `fsync` of all of it spent up to 60 ms in the kernel submitting writeback; on a kernel without
+/// preemption (`PREEMPT_NONE`) the writer, woken by a commit, waited behind either for milliseconds.
+fn preallocate(path: &Path, bytes: u64, yielding: bool) -> io::Result<()> {
     let mut f = OpenOptions::new().write(true).create(true).truncate(true).open(path)?;
-    let zeros = vec![0u8; 1 << 20];
-    let mut left = bytes;
-    while left > 0 {
-        let n = left.min(zeros.len() as u64) as usize;
+    let zeros = vec![0u8; PREALLOC_CHUNK];
+    let mut written = 0u64;
+    while written < bytes {
+        let n = (bytes - written).min(zeros.len() as u64) as usize;
         f.write_all(&zeros[..n])?;
-        left -= n as u64;
+        written += n as u64;
+        if yielding {
+            if written % PREALLOC_SYNC_EVERY == 0 {
+                f.sync_data()?;
+            }
+            std::thread::yield_now();
+        }
     }
     f.sync_all()
 }
 
+/// Prepares the next segment on a thread of its own, at a lower priority, yielding as it goes.
 fn spawn_spare(dir: &Path, n: u64, bytes: u64) -> JoinHandle<io::Result<PathBuf>> {
     let path = dir.join(format!("spare-{n}.tmp"));
     std::thread::Builder::new()
         .name("warden-lake-prealloc".to_owned())
-        .spawn(move || preallocate(&path, bytes).map(|()| path))
+        .spawn(move || {
+            if let Err(e) = rustix::process::setpriority_process(Some(rustix::thread::gettid()), PREALLOC_NICE) {
+                tracing::debug!(error = %e, "audit lake: could not lower the preallocation thread's priority");
+            }
+            preallocate(&path, bytes, true).map(|()| path)
+        })
         .unwrap_or_else(|e| std::thread::spawn(move || Err(e)))
 }
 
@@ -374,7 +401,7 @@ fn create_segment(dir: &Path, first_seq: u64, bytes: u64, spare: Option<PathBuf>
         Some(p) => p,
         None => {
             let p = dir.join("segment.tmp");
-            preallocate(&p, bytes)?;
+            preallocate(&p, bytes, false)?;
             p
         }
     };
