@@ -222,6 +222,62 @@ fn paced_fsync(path: &Path, n: usize) -> Vec<Duration> {
     lat
 }
 
+/// The disk's floor again, as the lake pays it: the same paced writes, each sent by its own tokio task
+/// to one thread that writes, `fdatasync`s and answers (a `std::sync::mpsc` there, a tokio `oneshot`
+/// back: the lake writer's hand-offs without its work), or (`inline`) made by the task itself on its
+/// tokio worker (`block_in_place`). Set beside `paced_fsync`, this is what the hand-offs cost on this
+/// machine, apart from anything the lake computes.
+async fn paced_fsync_tasks(path: &Path, n: usize, inline: bool) -> Vec<Duration> {
+    use std::os::unix::fs::FileExt;
+    use std::sync::{Arc, Mutex};
+    const RECORD: [u8; 600] = [b'x'; 600];
+    let file = std::fs::File::create(path).unwrap();
+    file.write_all_at(&vec![0u8; RECORD.len() * n], 0).unwrap();
+    file.sync_all().unwrap();
+    let file = Arc::new(Mutex::new(file));
+    let write = |file: &Mutex<std::fs::File>, i: usize| {
+        let file = file.lock().unwrap();
+        file.write_all_at(&RECORD, (i * RECORD.len()) as u64).unwrap();
+        file.sync_data().unwrap();
+    };
+    let (tx, rx) = std::sync::mpsc::channel::<(usize, tokio::sync::oneshot::Sender<()>)>();
+    let syncer = {
+        let file = file.clone();
+        std::thread::spawn(move || {
+            while let Ok((i, reply)) = rx.recv() {
+                write(&file, i);
+                let _ = reply.send(());
+            }
+        })
+    };
+    let start = tokio::time::Instant::now();
+    let mut tasks = Vec::with_capacity(n);
+    for i in 0..n {
+        tokio::time::sleep_until(start + Duration::from_millis(i as u64)).await;
+        let (file, tx) = (file.clone(), tx.clone());
+        tasks.push(tokio::spawn(async move {
+            let t = Instant::now();
+            if inline {
+                tokio::task::block_in_place(|| write(&file, i));
+            } else {
+                let (reply, answered) = tokio::sync::oneshot::channel();
+                tx.send((i, reply)).unwrap();
+                answered.await.unwrap();
+            }
+            t.elapsed()
+        }));
+    }
+    drop(tx);
+    let mut lat = Vec::with_capacity(n);
+    for task in tasks {
+        lat.push(task.await.unwrap());
+    }
+    syncer.join().unwrap();
+    let _ = std::fs::remove_file(path);
+    lat.sort();
+    lat
+}
+
 /// p50, p99, p99.9 and the maximum of sorted latencies, in µs.
 fn quantiles(sorted: &[Duration]) -> String {
     let us = |d: Duration| d.as_secs_f64() * 1e6;
@@ -329,6 +385,10 @@ fn main() {
             quantiles(&floor)
         );
         rt.block_on(async {
+            let handoff = paced_fsync_tasks(&tmp.path().join("handoff"), 5_000, false).await;
+            println!("the same, each sent by a task to a syncing thread:    {}", quantiles(&handoff));
+            let inline = paced_fsync_tasks(&tmp.path().join("inline"), 5_000, true).await;
+            println!("the same, each made by a task on its worker (inline): {}", quantiles(&inline));
             let lake = Lake::open(&lake_dir, config.clone()).unwrap();
             closed_loop(&lake, 4, 1, Duration::from_millis(100)).await;
             for run in 1..=3 {
