@@ -10,6 +10,9 @@
 //! `WARDEN_BENCH_ONLY=paced` instead appends single events on a fixed schedule (1,000/s, each by its
 //! own task, as the gateway appends decisions) and prints their latency beside the disk's own paced
 //! `fdatasync` in the same run: the lake's share of a gateway call's added latency, without HTTP.
+//! The floor is measured three ways: from a plain thread, from tokio tasks through a hand-off to a
+//! syncing thread (the writer's hand-offs without its work), and from tokio tasks inline on their
+//! worker; the differences are what thread hand-offs cost on the machine.
 //!
 //! Run with `cargo bench -p warden-lake --bench ingest`. Targets: ≥ 100,000 durable events/s
 //! sustained, ≤ 100 bytes/event on disk. Without `--bench` (as `cargo test --all-targets` runs it, in
@@ -386,9 +389,15 @@ fn main() {
         );
         rt.block_on(async {
             let handoff = paced_fsync_tasks(&tmp.path().join("handoff"), 5_000, false).await;
-            println!("the same, each sent by a task to a syncing thread:    {}", quantiles(&handoff));
+            println!(
+                "the same, each sent by a task to a syncing thread:    {}",
+                quantiles(&handoff)
+            );
             let inline = paced_fsync_tasks(&tmp.path().join("inline"), 5_000, true).await;
-            println!("the same, each made by a task on its worker (inline): {}", quantiles(&inline));
+            println!(
+                "the same, each made by a task on its worker (inline): {}",
+                quantiles(&inline)
+            );
             let lake = Lake::open(&lake_dir, config.clone()).unwrap();
             closed_loop(&lake, 4, 1, Duration::from_millis(100)).await;
             for run in 1..=3 {
