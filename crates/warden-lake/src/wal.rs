@@ -109,7 +109,7 @@ fn preallocate(path: &Path, bytes: u64, yielding: bool) -> io::Result<()> {
         f.write_all(&zeros[..n])?;
         written += n as u64;
         if yielding {
-            if written % PREALLOC_SYNC_EVERY == 0 {
+            if written.is_multiple_of(PREALLOC_SYNC_EVERY) {
                 f.sync_data()?;
             }
             std::thread::yield_now();
