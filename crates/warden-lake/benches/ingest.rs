@@ -201,14 +201,23 @@ async fn paced(lake: &Lake, rate: u64, run: Duration) -> Vec<Duration> {
     lat
 }
 
+/// The record the floors write: about one event's canonical bytes.
+const FLOOR_RECORD: [u8; 600] = [b'x'; 600];
+
+/// A zero-filled, synced file with room for `n` floor records (the WAL's preallocated segment).
+fn floor_file(path: &Path, n: usize) -> std::fs::File {
+    use std::os::unix::fs::FileExt;
+    let file = std::fs::File::create(path).unwrap();
+    file.write_all_at(&vec![0u8; FLOOR_RECORD.len() * n], 0).unwrap();
+    file.sync_all().unwrap();
+    file
+}
+
 /// `n` writes of 600 bytes into a preallocated, zero-filled file, each `fdatasync`ed, paced at
 /// 1,000/s (the WAL's pattern); sorted latencies.
 fn paced_fsync(path: &Path, n: usize) -> Vec<Duration> {
     use std::os::unix::fs::FileExt;
-    let record = [b'x'; 600];
-    let file = std::fs::File::create(path).unwrap();
-    file.write_all_at(&vec![0u8; record.len() * n], 0).unwrap();
-    file.sync_all().unwrap();
+    let file = floor_file(path, n);
     let start = Instant::now();
     let mut lat = Vec::with_capacity(n);
     for i in 0..n {
@@ -216,7 +225,8 @@ fn paced_fsync(path: &Path, n: usize) -> Vec<Duration> {
             std::thread::sleep(wait);
         }
         let t = Instant::now();
-        file.write_all_at(&record, (i * record.len()) as u64).unwrap();
+        file.write_all_at(&FLOOR_RECORD, (i * FLOOR_RECORD.len()) as u64)
+            .unwrap();
         file.sync_data().unwrap();
         lat.push(t.elapsed());
     }
@@ -233,14 +243,11 @@ fn paced_fsync(path: &Path, n: usize) -> Vec<Duration> {
 async fn paced_fsync_tasks(path: &Path, n: usize, inline: bool) -> Vec<Duration> {
     use std::os::unix::fs::FileExt;
     use std::sync::{Arc, Mutex};
-    const RECORD: [u8; 600] = [b'x'; 600];
-    let file = std::fs::File::create(path).unwrap();
-    file.write_all_at(&vec![0u8; RECORD.len() * n], 0).unwrap();
-    file.sync_all().unwrap();
-    let file = Arc::new(Mutex::new(file));
+    let file = Arc::new(Mutex::new(floor_file(path, n)));
     let write = |file: &Mutex<std::fs::File>, i: usize| {
         let file = file.lock().unwrap();
-        file.write_all_at(&RECORD, (i * RECORD.len()) as u64).unwrap();
+        file.write_all_at(&FLOOR_RECORD, (i * FLOOR_RECORD.len()) as u64)
+            .unwrap();
         file.sync_data().unwrap();
     };
     let (tx, rx) = std::sync::mpsc::channel::<(usize, tokio::sync::oneshot::Sender<()>)>();

@@ -678,8 +678,17 @@ impl Lake {
     }
 }
 
-/// The sealer thread's nice value.
-const SEALER_NICE: i32 = 10;
+/// The nice value of the lake's background threads (the sealer, the WAL's preallocation).
+const BACKGROUND_NICE: i32 = 10;
+
+/// Lowers the calling thread's priority to [`BACKGROUND_NICE`], so the writer and the requests
+/// waiting on it go first on a busy machine. `what` names the thread in the debug line logged if
+/// the system refuses.
+pub(crate) fn run_in_background(what: &str) {
+    if let Err(e) = rustix::process::setpriority_process(Some(rustix::thread::gettid()), BACKGROUND_NICE) {
+        tracing::debug!(error = %e, "audit lake: could not lower the priority of {what}");
+    }
+}
 
 /// Rows per tail batch.
 const TAIL_CHUNK: usize = 65_536;
@@ -1479,9 +1488,7 @@ fn seal(shared: &Shared, job: &SealJob, events: &[Arc<Stored>], opts: ParquetOpt
 fn run_sealer(shared: Arc<Shared>, rx: Receiver<SealerWork>, tx: Sender<Command>) {
     // Sealing is background work that takes a core for a second or more: at a lower priority, the
     // writer and the requests waiting on it go first on a busy machine.
-    if let Err(e) = rustix::process::setpriority_process(Some(rustix::thread::gettid()), SEALER_NICE) {
-        tracing::debug!(error = %e, "audit lake: could not lower the sealer's priority");
-    }
+    run_in_background("the sealer");
     let opts = shared.config.parquet_options();
     while let Ok(work) = rx.recv() {
         let job = match work {

@@ -87,9 +87,6 @@ pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
 /// How much of a spare segment is zero-filled between two yields of the preallocation thread.
 const PREALLOC_CHUNK: usize = 64 << 10;
 
-/// The preallocation thread's nice value (the sealer's): background work, behind the writer.
-const PREALLOC_NICE: i32 = 10;
-
 /// With yields, the spare is synced every this many bytes as it fills.
 const PREALLOC_SYNC_EVERY: u64 = 1 << 20;
 
@@ -124,9 +121,7 @@ fn spawn_spare(dir: &Path, n: u64, bytes: u64) -> JoinHandle<io::Result<PathBuf>
     std::thread::Builder::new()
         .name("warden-lake-prealloc".to_owned())
         .spawn(move || {
-            if let Err(e) = rustix::process::setpriority_process(Some(rustix::thread::gettid()), PREALLOC_NICE) {
-                tracing::debug!(error = %e, "audit lake: could not lower the preallocation thread's priority");
-            }
+            crate::lake::run_in_background("the WAL's preallocation thread");
             preallocate(&path, bytes, true).map(|()| path)
         })
         .unwrap_or_else(|e| std::thread::spawn(move || Err(e)))
