@@ -319,11 +319,13 @@ fn standalone_gateway_decides_locally_follows_revocations_fails_closed_when_stal
         || (shipped_calls(&admin, "edge-1") == (3, 3)).then_some(()),
     );
 
-    // The control plane goes away: the gateway goes on deciding from its snapshot for now...
+    // The control plane goes away (it crashes: a graceful stop can take longer than the staleness
+    // bound on a busy machine, and then nothing would be decided "while away"): the gateway goes on
+    // deciding from its snapshot for now...
     let mut coder_session = McpSession::open(&mcp_url, &coder);
     let data_dir = server.data_dir.clone();
     let stopping_at = Instant::now();
-    assert!(server.stop().success());
+    server.crash();
     let (status, body) = coder_session.echo("while away");
     assert_eq!(status, 200, "{body}");
     assert!(

@@ -101,6 +101,14 @@ impl Server {
             .to_owned()
     }
 
+    /// Kills the process outright (SIGKILL), as a crash or a lost machine would, and waits for it:
+    /// unlike [`Server::stop`], its listener is gone at once, however busy the machine.
+    pub fn crash(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+        std::mem::forget(self);
+    }
+
     /// Sends SIGTERM and waits for a clean exit.
     pub fn stop(mut self) -> std::process::ExitStatus {
         let status = Command::new("kill")
