@@ -111,6 +111,11 @@ fn main() {
         echo_upstream::serve(port.parse().expect("a port"));
         return;
     }
+    if let Some(i) = args.iter().position(|a| a == RELAY) {
+        let (port, upstream) = (args[i + 1].parse().expect("a port"), args[i + 2].clone());
+        relay::serve(port, upstream, args.get(i + 3).map(PathBuf::from));
+        return;
+    }
     let bench = args.iter().any(|a| a == "--bench");
     let Ok(peers) = std::env::var("WARDEN_TEST_NODE_PEERS") else {
         let hint = "WARDEN_TEST_NODE_PEERS is not set: run through `bash scripts/test.sh` (which installs \
@@ -246,17 +251,33 @@ async fn paced_runs(warden: &Warden, upstream: &Upstream, tokens: &[String], con
         config.paced_run.as_secs_f64(),
         saturation.map_or(String::new(), |s| format!(" (direct saturates at {s:.0}/s above)"))
     );
-    println!("path     target/s  achieved/s    p50 µs    p99 µs  late p99 µs");
+    let scratch = tempfile::tempdir().unwrap();
+    let bare = Relay::start(upstream, None);
+    let committing = Relay::start(upstream, Some(&scratch.path().join("relay.commits")));
+    let relay = |_: usize| Endpoint::new(&bare.url, None);
+    let relay_commit = |_: usize| Endpoint::new(&committing.url, None);
+    println!(
+        "baselines in the same run: `relay` is a bare HTTP relay process between client and upstream; \
+         `relay+sync` also makes a 600-byte record durable (group commit, fdatasync, through a syncing thread) \
+         before forwarding each call, as the gateway does with a decision: what any gateway of this shape costs here"
+    );
+    println!("path       target/s  achieved/s    p50 µs    p99 µs  late p99 µs");
     for &rate in config.paced_rates {
         let d = paced(&direct, rate, Op::Echo, config).await;
+        let r = paced(&relay, rate, Op::Echo, config).await;
+        let c = paced(&relay_commit, rate, Op::Echo, config).await;
         let g = paced(&gateway, rate, Op::Echo, config).await;
         d.row("direct", rate);
+        r.row("relay", rate);
+        c.row("relay+sync", rate);
         g.row("gateway", rate);
-        println!(
-            "added                           {:>+9.0} {:>+9.0}",
-            g.run.p50 - d.run.p50,
-            g.run.p99 - d.run.p99
-        );
+        for (label, p) in [("relay", &r), ("relay+sync", &c), ("gateway", &g)] {
+            println!(
+                "added: {label:<12}             {:>+9.0} {:>+9.0}",
+                p.run.p50 - d.run.p50,
+                p.run.p99 - d.run.p99
+            );
+        }
         if saturation.is_none() {
             paced(&gateway, rate, Op::Denied, config).await.row("gw deny", rate);
             paced(&gateway, rate, Op::Ping, config).await.row("gw ping", rate);
@@ -340,15 +361,19 @@ impl Upstream {
     }
 
     fn listening(child: Child, port: u16, path: &str) -> Upstream {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "the upstream did not listen on {port}");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        wait_for_listener(port, "the upstream");
         Upstream {
             child,
             url: format!("http://127.0.0.1:{port}{path}"),
         }
+    }
+}
+
+fn wait_for_listener(port: u16, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "{what} did not listen on {port}");
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
 
@@ -439,6 +464,170 @@ impl Drop for Upstream {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// The arguments that make this binary serve [`relay`]: `--serve-relay PORT UPSTREAM_URL [COMMIT_FILE]`.
+const RELAY: &str = "--serve-relay";
+
+/// A baseline hop between the client and the upstream, run as its own process like `warden serve`:
+/// either a bare HTTP relay, or one that also makes a 600-byte record durable (group commit through a
+/// syncing thread, `fdatasync`) before it forwards a `tools/call`, as the gateway does with a decision.
+/// What it adds over direct is the machine's price for that shape of hop, whoever implements it.
+struct Relay {
+    child: Child,
+    url: String,
+}
+
+impl Relay {
+    fn start(upstream: &Upstream, commit_file: Option<&Path>) -> Relay {
+        let port = free_port();
+        let mut command = Command::new(std::env::current_exe().unwrap());
+        command.args([RELAY, &port.to_string(), &upstream.url]);
+        if let Some(file) = commit_file {
+            command.arg(file);
+        }
+        let child = command
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn the relay");
+        wait_for_listener(port, "the relay");
+        Relay {
+            child,
+            url: format!("http://127.0.0.1:{port}/mcp"),
+        }
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+mod relay {
+    use std::os::unix::fs::FileExt;
+    use std::path::PathBuf;
+    use std::sync::mpsc;
+
+    use axum::Router;
+    use axum::body::{Body, Bytes};
+    use axum::extract::State;
+    use axum::http::{HeaderMap, Method, Request, StatusCode, header};
+    use axum::response::{IntoResponse, Response};
+    use http_body_util::{BodyExt, Full};
+    use hyper_util::client::legacy::Client;
+    use hyper_util::client::legacy::connect::HttpConnector;
+    use hyper_util::rt::TokioExecutor;
+    use tokio::sync::oneshot;
+
+    /// The size of the committed record: about one decision event's frame.
+    const RECORD: usize = 600;
+    /// The commit file's size; records wrap around in it, as a WAL segment is reused.
+    const FILE: u64 = 64 << 20;
+
+    #[derive(Clone)]
+    struct Hop {
+        client: Client<HttpConnector, Full<Bytes>>,
+        upstream: String,
+        commits: Option<mpsc::Sender<oneshot::Sender<()>>>,
+    }
+
+    pub(crate) fn serve(port: u16, upstream: String, commit_file: Option<PathBuf>) {
+        // Like `warden serve`: a multi-threaded runtime, one worker per vCPU.
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let commits = commit_file.map(|path| {
+            let (tx, rx) = mpsc::channel();
+            std::thread::spawn(move || commit(&path, &rx));
+            tx
+        });
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        let hop = Hop {
+            client: Client::builder(TokioExecutor::new()).build(connector),
+            upstream,
+            commits,
+        };
+        runtime.block_on(async {
+            let app = Router::new().route("/mcp", axum::routing::any(forward)).with_state(hop);
+            let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.unwrap();
+            axum::serve(listener, app).await.unwrap();
+        });
+    }
+
+    /// The syncing thread: takes every request waiting, writes a record for each, one `fdatasync`,
+    /// then answers them all (the lake writer's group commit, without its encoding and hashing).
+    fn commit(path: &std::path::Path, requests: &mpsc::Receiver<oneshot::Sender<()>>) {
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(path)
+            .unwrap();
+        for at in (0..FILE).step_by(1 << 20) {
+            file.write_all_at(&vec![0; 1 << 20], at).unwrap();
+        }
+        file.sync_all().unwrap();
+        let mut offset = 0u64;
+        while let Ok(first) = requests.recv() {
+            let mut waiting = vec![first];
+            waiting.extend(requests.try_iter());
+            let records = vec![b'x'; RECORD * waiting.len()];
+            if offset + records.len() as u64 > FILE {
+                offset = 0;
+            }
+            file.write_all_at(&records, offset).unwrap();
+            file.sync_data().unwrap();
+            offset += records.len() as u64;
+            for done in waiting {
+                let _ = done.send(());
+            }
+        }
+    }
+
+    async fn forward(State(hop): State<Hop>, method: Method, headers: HeaderMap, body: Bytes) -> Response {
+        if let Some(commits) = &hop.commits
+            && body.windows(b"tools/call".len()).any(|w| w == b"tools/call")
+        {
+            let (done, committed) = oneshot::channel();
+            commits.send(done).unwrap();
+            committed.await.unwrap();
+        }
+        let mut request = Request::builder().method(method).uri(&hop.upstream);
+        for name in [header::CONTENT_TYPE, header::ACCEPT] {
+            if let Some(value) = headers.get(&name) {
+                request = request.header(name, value);
+            }
+        }
+        for name in ["mcp-session-id", "mcp-protocol-version"] {
+            if let Some(value) = headers.get(name) {
+                request = request.header(name, value);
+            }
+        }
+        let answer = match hop.client.request(request.body(Full::new(body)).unwrap()).await {
+            Ok(answer) => answer,
+            Err(err) => return (StatusCode::BAD_GATEWAY, err.to_string()).into_response(),
+        };
+        let (parts, body) = answer.into_parts();
+        let body = match body.collect().await {
+            Ok(body) => body.to_bytes(),
+            Err(err) => return (StatusCode::BAD_GATEWAY, err.to_string()).into_response(),
+        };
+        let mut response = Response::new(Body::from(body));
+        *response.status_mut() = parts.status;
+        for name in [header::CONTENT_TYPE.as_str(), "mcp-session-id"] {
+            if let Some(value) = parts.headers.get(name) {
+                response.headers_mut().insert(name, value.clone());
+            }
+        }
+        response
     }
 }
 
@@ -829,7 +1018,7 @@ const SLOW_WINDOW: u64 = 250;
 impl Paced {
     fn row(&self, path: &str, rate: f64) {
         println!(
-            "{path:<8} {rate:>8.0} {:>11.0} {:>9.0} {:>9.0} {:>12.0}",
+            "{path:<10} {rate:>8.0} {:>11.0} {:>9.0} {:>9.0} {:>12.0}",
             self.run.per_sec, self.run.p50, self.run.p99, self.late_p99
         );
         if !self.slow.is_empty() {
