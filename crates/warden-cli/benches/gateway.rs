@@ -12,7 +12,9 @@
 //! closed-loop runs at 1 and at 64 clients (calls/s, latency p50/p99, direct vs gateway, the added
 //! latency, the throughput ratio, and the CPU per call of the client, warden and the upstream),
 //! open-loop runs paced at 200, 500 and 1,000 calls/s (added p50/p99, and how far sends slipped behind
-//! the schedule), the gateway's `ping` (authentication and HTTP alone) and the disk's own
+//! the schedule) beside two baselines of the same shape as the gateway (a bare relay process between
+//! client and upstream, and one that also makes a record durable before forwarding: what any gateway
+//! that commits its decision first costs on the machine), the gateway's `ping` (authentication and HTTP alone) and the disk's own
 //! `fdatasync` latency at 1,000/s (the floor under every decision's commit), and 1,000 sessions held at once (50 agents × 20) with the server's RSS
 //! before, after opening them and after a second round of calls.
 //!
