@@ -32,9 +32,12 @@ fn uids(batch: &arrow_array::RecordBatch) -> Vec<String> {
 async fn acknowledged_events_survive_kill_9_exactly_once() {
     let driver = driver();
     if !driver.exists() {
-        // `cargo test` builds examples; `cargo test --test it` does not.
+        // `cargo test` builds examples but does not copy them to this unhashed path; `cargo test
+        // --test it` does not build them at all. Built for the whole workspace, the example's
+        // dependencies get the features `cargo test --workspace` unified, so more of what it built is
+        // reused than with `-p warden-lake` (which recompiled 35 crates on a cold cache).
         let status = Command::new(env!("CARGO"))
-            .args(["build", "-p", "warden-lake", "--example", "crash_ingest"])
+            .args(["build", "--workspace", "--example", "crash_ingest"])
             .status()
             .unwrap();
         assert!(
