@@ -12,9 +12,11 @@
 //! closed-loop runs at 1 and at 64 clients (calls/s, latency p50/p99, direct vs gateway, the added
 //! latency, the throughput ratio, and the CPU per call of the client, warden and the upstream),
 //! open-loop runs paced at 200, 500 and 1,000 calls/s (added p50/p99, and how far sends slipped behind
-//! the schedule) beside two baselines of the same shape as the gateway (a bare relay process between
-//! client and upstream, and one that also makes a record durable before forwarding: what any gateway
-//! that commits its decision first costs on the machine), the gateway's `ping` (authentication and HTTP alone) and the disk's own
+//! the schedule) beside three baselines of the same shape as the gateway: a bare relay process between
+//! client and upstream; one that also makes a record durable before forwarding (what any gateway that
+//! commits its decision first costs on the machine); and one that records each call in a Warden audit
+//! lake as the gateway does (the lake's share, without the gateway's own work); also the gateway's `ping`
+//! (authentication and HTTP alone) and the disk's own
 //! `fdatasync` latency at 1,000/s (the floor under every decision's commit), and 1,000 sessions held at once (50 agents × 20) with the server's RSS
 //! before, after opening them and after a second round of calls.
 //!
@@ -115,7 +117,13 @@ fn main() {
     }
     if let Some(i) = args.iter().position(|a| a == RELAY) {
         let (port, upstream) = (args[i + 1].parse().expect("a port"), args[i + 2].clone());
-        relay::serve(port, upstream, args.get(i + 3).map(PathBuf::from));
+        let commit = match (args[i + 3].as_str(), args.get(i + 4)) {
+            ("bare", None) => Commit::None,
+            ("sync", Some(path)) => Commit::Sync(PathBuf::from(path)),
+            ("lake", Some(path)) => Commit::Lake(PathBuf::from(path)),
+            (mode, _) => panic!("{RELAY}: unknown mode `{mode}` (bare, sync FILE or lake DIR)"),
+        };
+        relay::serve(port, upstream, commit);
         return;
     }
     let bench = args.iter().any(|a| a == "--bench");
@@ -254,26 +262,32 @@ async fn paced_runs(warden: &Warden, upstream: &Upstream, tokens: &[String], con
         saturation.map_or(String::new(), |s| format!(" (direct saturates at {s:.0}/s above)"))
     );
     let scratch = tempfile::tempdir().unwrap();
-    let bare = Relay::start(upstream, None);
-    let committing = Relay::start(upstream, Some(&scratch.path().join("relay.commits")));
+    let bare = Relay::start(upstream, &Commit::None);
+    let syncing = Relay::start(upstream, &Commit::Sync(scratch.path().join("relay.commits")));
+    let with_lake = Relay::start(upstream, &Commit::Lake(scratch.path().join("relay-lake")));
     let relay = |_: usize| Endpoint::new(&bare.url, None);
-    let relay_commit = |_: usize| Endpoint::new(&committing.url, None);
+    let relay_sync = |_: usize| Endpoint::new(&syncing.url, None);
+    let relay_lake = |_: usize| Endpoint::new(&with_lake.url, None);
     println!(
         "baselines in the same run: `relay` is a bare HTTP relay process between client and upstream; \
          `relay+sync` also makes a 600-byte record durable (group commit, fdatasync, through a syncing thread) \
-         before forwarding each call, as the gateway does with a decision: what any gateway of this shape costs here"
+         before forwarding each call, as the gateway does with a decision: what any gateway of this shape costs \
+         here; `relay+lake` does it with Warden's audit lake instead (a decision event appended durably before \
+         forwarding, an outcome event appended lazily after): the lake's share, without the gateway's own work"
     );
     println!("path       target/s  achieved/s    p50 µs    p99 µs  late p99 µs");
     for &rate in config.paced_rates {
         let d = paced(&direct, rate, Op::Echo, config).await;
         let r = paced(&relay, rate, Op::Echo, config).await;
-        let c = paced(&relay_commit, rate, Op::Echo, config).await;
+        let c = paced(&relay_sync, rate, Op::Echo, config).await;
+        let l = paced(&relay_lake, rate, Op::Echo, config).await;
         let g = paced(&gateway, rate, Op::Echo, config).await;
         d.row("direct", rate);
         r.row("relay", rate);
         c.row("relay+sync", rate);
+        l.row("relay+lake", rate);
         g.row("gateway", rate);
-        for (label, p) in [("relay", &r), ("relay+sync", &c), ("gateway", &g)] {
+        for (label, p) in [("relay", &r), ("relay+sync", &c), ("relay+lake", &l), ("gateway", &g)] {
             println!(
                 "added: {label:<12}             {:>+9.0} {:>+9.0}",
                 p.run.p50 - d.run.p50,
@@ -469,12 +483,23 @@ impl Drop for Upstream {
     }
 }
 
-/// The arguments that make this binary serve [`relay`]: `--serve-relay PORT UPSTREAM_URL [COMMIT_FILE]`.
+/// The arguments that make this binary serve [`relay`]: `--serve-relay PORT UPSTREAM_URL MODE [PATH]`,
+/// MODE being `bare`, `sync FILE` or `lake DIR` (see [`Commit`]).
 const RELAY: &str = "--serve-relay";
 
-/// A baseline hop between the client and the upstream, run as its own process like `warden serve`:
-/// either a bare HTTP relay, or one that also makes a 600-byte record durable (group commit through a
-/// syncing thread, `fdatasync`) before it forwards a `tools/call`, as the gateway does with a decision.
+/// What a [`Relay`] makes durable before it forwards a `tools/call`.
+enum Commit {
+    /// Nothing: a bare HTTP relay.
+    None,
+    /// A 600-byte record in this file, group-committed by a syncing thread (`fdatasync`): the shape of
+    /// the lake writer's hand-off and commit, without its work.
+    Sync(PathBuf),
+    /// A decision event, appended to a Warden audit lake in this directory (then, after the answer,
+    /// an outcome event, lazily), as the gateway records a call, without the gateway's own work.
+    Lake(PathBuf),
+}
+
+/// A baseline hop between the client and the upstream, run as its own process like `warden serve`.
 /// What it adds over direct is the machine's price for that shape of hop, whoever implements it.
 struct Relay {
     child: Child,
@@ -482,13 +507,15 @@ struct Relay {
 }
 
 impl Relay {
-    fn start(upstream: &Upstream, commit_file: Option<&Path>) -> Relay {
+    fn start(upstream: &Upstream, commit: &Commit) -> Relay {
         let port = free_port();
         let mut command = Command::new(std::env::current_exe().unwrap());
         command.args([RELAY, &port.to_string(), &upstream.url]);
-        if let Some(file) = commit_file {
-            command.arg(file);
-        }
+        match commit {
+            Commit::None => command.arg("bare"),
+            Commit::Sync(file) => command.arg("sync").arg(file),
+            Commit::Lake(dir) => command.arg("lake").arg(dir),
+        };
         let child = command
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -512,8 +539,9 @@ impl Drop for Relay {
 
 mod relay {
     use std::os::unix::fs::FileExt;
-    use std::path::PathBuf;
+    use std::path::Path;
     use std::sync::mpsc;
+    use std::time::{SystemTime, UNIX_EPOCH};
 
     use axum::Router;
     use axum::body::{Body, Bytes};
@@ -525,6 +553,9 @@ mod relay {
     use hyper_util::client::legacy::connect::HttpConnector;
     use hyper_util::rt::TokioExecutor;
     use tokio::sync::oneshot;
+    use warden_lake::{AuditEvent, Decision, Lake, LakeConfig, Subject, ToolCall};
+
+    use super::Commit;
 
     /// The size of the committed record: about one decision event's frame.
     const RECORD: usize = 600;
@@ -536,25 +567,59 @@ mod relay {
         client: Client<HttpConnector, Full<Bytes>>,
         upstream: String,
         commits: Option<mpsc::Sender<oneshot::Sender<()>>>,
+        lake: Option<Lake>,
     }
 
-    pub(crate) fn serve(port: u16, upstream: String, commit_file: Option<PathBuf>) {
+    /// One call's decision and outcome events, as the gateway records them.
+    fn events() -> (AuditEvent, AuditEvent) {
+        let subject = Subject {
+            agent_id: "spiffe://acme.example/team-1/agent-0001".to_owned(),
+            team: Some("team-1".to_owned()),
+            purpose: None,
+            session_id: Some("sess-0001".to_owned()),
+            subagent_id: None,
+            delegation_chain: vec![],
+        };
+        let call = ToolCall {
+            server: "everything".to_owned(),
+            tool: "echo".to_owned(),
+            decision: Decision::Allow,
+            policy_ids: vec!["grant/scope/agent".to_owned()],
+            reason: None,
+        };
+        let time = i64::try_from(SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis()).unwrap();
+        (
+            AuditEvent::tool_decision(AuditEvent::new_id(), time, &subject, &call),
+            AuditEvent::tool_outcome(AuditEvent::new_id(), time, &subject, &call, true, None),
+        )
+    }
+
+    pub(crate) fn serve(port: u16, upstream: String, commit: Commit) {
         // Like `warden serve`: a multi-threaded runtime, one worker per vCPU.
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()
             .unwrap();
-        let commits = commit_file.map(|path| {
-            let (tx, rx) = mpsc::channel();
-            std::thread::spawn(move || commit(&path, &rx));
-            tx
-        });
+        let (mut commits, mut lake) = (None, None);
+        match commit {
+            Commit::None => {}
+            Commit::Sync(path) => {
+                let (tx, rx) = mpsc::channel();
+                std::thread::spawn(move || group_commit(&path, &rx));
+                commits = Some(tx);
+            }
+            Commit::Lake(dir) => {
+                let _runtime = runtime.enter();
+                lake = Some(Lake::open(&dir, LakeConfig::default()).unwrap());
+            }
+        }
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         let hop = Hop {
             client: Client::builder(TokioExecutor::new()).build(connector),
             upstream,
             commits,
+            lake,
         };
         runtime.block_on(async {
             let app = Router::new().route("/mcp", axum::routing::any(forward)).with_state(hop);
@@ -565,7 +630,7 @@ mod relay {
 
     /// The syncing thread: takes every request waiting, writes a record for each, one `fdatasync`,
     /// then answers them all (the lake writer's group commit, without its encoding and hashing).
-    fn commit(path: &std::path::Path, requests: &mpsc::Receiver<oneshot::Sender<()>>) {
+    fn group_commit(path: &Path, requests: &mpsc::Receiver<oneshot::Sender<()>>) {
         let file = std::fs::OpenOptions::new()
             .read(true)
             .write(true)
@@ -595,12 +660,17 @@ mod relay {
     }
 
     async fn forward(State(hop): State<Hop>, method: Method, headers: HeaderMap, body: Bytes) -> Response {
-        if let Some(commits) = &hop.commits
-            && body.windows(b"tools/call".len()).any(|w| w == b"tools/call")
-        {
+        let is_call = body.windows(b"tools/call".len()).any(|w| w == b"tools/call");
+        let mut outcome = None;
+        if is_call && let Some(commits) = &hop.commits {
             let (done, committed) = oneshot::channel();
             commits.send(done).unwrap();
             committed.await.unwrap();
+        }
+        if is_call && let Some(lake) = &hop.lake {
+            let (decision, ended) = events();
+            lake.append(vec![decision]).await.unwrap();
+            outcome = Some((lake.clone(), ended));
         }
         let mut request = Request::builder().method(method).uri(&hop.upstream);
         for name in [header::CONTENT_TYPE, header::ACCEPT] {
@@ -622,6 +692,9 @@ mod relay {
             Ok(body) => body.to_bytes(),
             Err(err) => return (StatusCode::BAD_GATEWAY, err.to_string()).into_response(),
         };
+        if let Some((lake, ended)) = outcome {
+            tokio::spawn(async move { lake.append_lazy(vec![ended]).await.unwrap() });
+        }
         let mut response = Response::new(Body::from(body));
         *response.status_mut() = parts.status;
         for name in [header::CONTENT_TYPE.as_str(), "mcp-session-id"] {
