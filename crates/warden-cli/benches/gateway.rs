@@ -15,10 +15,10 @@
 //! the schedule) beside three baselines of the same shape as the gateway: a bare relay process between
 //! client and upstream; one that also makes a record durable before forwarding (what any gateway that
 //! commits its decision first costs on the machine); and one that records each call in a Warden audit
-//! lake as the gateway does (the lake's share, without the gateway's own work); also the gateway's `ping`
-//! (authentication and HTTP alone) and the disk's own
-//! `fdatasync` latency at 1,000/s (the floor under every decision's commit), and 1,000 sessions held at once (50 agents × 20) with the server's RSS
-//! before, after opening them and after a second round of calls.
+//! lake as the gateway does (the lake's share, without the gateway's own work); also the gateway's
+//! `ping` (authentication and HTTP alone), the disk's own `fdatasync` latency at 1,000/s (the floor
+//! under every decision's commit), and 1,000 sessions held at once (50 agents × 20) with the server's
+//! RSS before, after opening them and after a second round of calls.
 //!
 //! Run with `cargo bench -p warden-cli --bench gateway`; it needs `WARDEN_TEST_NODE_PEERS` (the Node
 //! test peers `scripts/test.sh` installs); with `WARDEN_BENCH_ONLY=paced` it makes the paced runs alone
@@ -538,8 +538,8 @@ impl Drop for Relay {
 }
 
 mod relay {
+    use std::fs::File;
     use std::os::unix::fs::FileExt;
-    use std::path::Path;
     use std::sync::mpsc;
     use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -555,10 +555,8 @@ mod relay {
     use tokio::sync::oneshot;
     use warden_lake::{AuditEvent, Decision, Lake, LakeConfig, Subject, ToolCall};
 
-    use super::Commit;
+    use super::{Commit, RECORD, zeroed_file};
 
-    /// The size of the committed record: about one decision event's frame.
-    const RECORD: usize = 600;
     /// The commit file's size; records wrap around in it, as a WAL segment is reused.
     const FILE: u64 = 64 << 20;
 
@@ -604,8 +602,10 @@ mod relay {
         match commit {
             Commit::None => {}
             Commit::Sync(path) => {
+                // Zero-filled before the relay listens, so no call waits for it.
+                let file = zeroed_file(&path, FILE);
                 let (tx, rx) = mpsc::channel();
-                std::thread::spawn(move || group_commit(&path, &rx));
+                std::thread::spawn(move || group_commit(&file, &rx));
                 commits = Some(tx);
             }
             Commit::Lake(dir) => {
@@ -630,18 +630,7 @@ mod relay {
 
     /// The syncing thread: takes every request waiting, writes a record for each, one `fdatasync`,
     /// then answers them all (the lake writer's group commit, without its encoding and hashing).
-    fn group_commit(path: &Path, requests: &mpsc::Receiver<oneshot::Sender<()>>) {
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(path)
-            .unwrap();
-        for at in (0..FILE).step_by(1 << 20) {
-            file.write_all_at(&vec![0; 1 << 20], at).unwrap();
-        }
-        file.sync_all().unwrap();
+    fn group_commit(file: &File, requests: &mpsc::Receiver<oneshot::Sender<()>>) {
         let mut offset = 0u64;
         while let Ok(first) = requests.recv() {
             let mut waiting = vec![first];
@@ -1180,15 +1169,36 @@ async fn paced(endpoint: &dyn Fn(usize) -> Endpoint, rate: f64, op: Op, config: 
     }
 }
 
+/// The size of the records the disk's floor and `relay+sync` make durable: about one decision
+/// event's frame.
+const RECORD: usize = 600;
+
+/// A new file of `bytes` zeros, synced: the WAL's preallocated segment.
+fn zeroed_file(path: &Path, bytes: u64) -> std::fs::File {
+    use std::os::unix::fs::FileExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(path)
+        .unwrap();
+    let zeros = vec![0u8; 1 << 20];
+    for at in (0..bytes).step_by(zeros.len()) {
+        let n = (bytes - at).min(zeros.len() as u64) as usize;
+        file.write_all_at(&zeros[..n], at).unwrap();
+    }
+    file.sync_all().unwrap();
+    file
+}
+
 /// p50, p99 and p99.9 (µs) of writing 600 bytes (about one decision event's frame) into a
 /// preallocated, zero-filled file and `fdatasync`ing them, the WAL's own pattern, `n` times paced at
 /// 1,000/s: the disk's share of every decision's commit, measured in the same run as the calls.
 fn fsync_latency(path: &Path, n: usize) -> [f64; 3] {
     use std::os::unix::fs::FileExt;
-    let record = [b'x'; 600];
-    let file = std::fs::File::create(path).unwrap();
-    file.write_all_at(&vec![0u8; record.len() * n], 0).unwrap();
-    file.sync_all().unwrap();
+    let record = [b'x'; RECORD];
+    let file = zeroed_file(path, (RECORD * n) as u64);
     let start = Instant::now();
     let mut samples = Vec::with_capacity(n);
     for i in 0..n {
