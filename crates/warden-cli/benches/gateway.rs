@@ -23,7 +23,10 @@
 //! Run with `cargo bench -p warden-cli --bench gateway`; it needs `WARDEN_TEST_NODE_PEERS` (the Node
 //! test peers `scripts/test.sh` installs); with `WARDEN_BENCH_ONLY=paced` it makes the paced runs alone
 //! against the Rust upstream, with a denied call (decided and durable, not forwarded) and the
-//! gateway's `ping` paced beside them. Targets: added p99 ≤ 1 ms at 1,000 calls/s, gateway ≥ 50% of
+//! gateway's `ping` paced beside them; with `WARDEN_BENCH_ONLY=tail` it alternates direct, `relay+lake`
+//! and the gateway at 1,000 calls/s for `WARDEN_BENCH_ROUNDS` rounds and prints the median added p99
+//! (an A/B loop for the tail), and `WARDEN_BENCH_KEEP_LOG=FILE` keeps `warden serve`'s stderr there;
+//! `WARDEN_BENCH_SERVE_ENV="K=V …"` sets variables for `warden serve` alone. Targets: added p99 ≤ 1 ms at 1,000 calls/s, gateway ≥ 50% of
 //! direct throughput at saturation. Without `--bench` (as `cargo test --all-targets` runs it, in debug)
 //! it runs a tiny smoke configuration in a few seconds, and skips with a message when the peers are
 //! missing.
@@ -140,7 +143,8 @@ fn main() {
     let config = if bench { FULL } else { SMOKE };
     // `WARDEN_BENCH_ONLY=paced`: the paced runs alone, against the Rust upstream, with the gateway's
     // `ping` paced beside them (a quick loop for work on the gateway's tail latency).
-    let paced_only = std::env::var("WARDEN_BENCH_ONLY").is_ok_and(|v| v == "paced");
+    let only = std::env::var("WARDEN_BENCH_ONLY").unwrap_or_default();
+    let (paced_only, tail_only) = (only == "paced", only == "tail");
     let everything_js: PathBuf = [
         &peers,
         "node_modules/@modelcontextprotocol/server-everything/dist/index.js",
@@ -185,7 +189,7 @@ fn main() {
         ),
     ];
     let mut last = None;
-    let upstreams = upstreams.into_iter().take(if paced_only { 1 } else { 2 });
+    let upstreams = upstreams.into_iter().take(if paced_only || tail_only { 1 } else { 2 });
     for (i, (what, upstream)) in upstreams.enumerate() {
         let warden = Warden::start(
             &dir.path().join(format!("data-{i}")),
@@ -196,6 +200,13 @@ fn main() {
         println!("== upstream: {what}; {} agents", tokens.len());
         if paced_only {
             runtime.block_on(paced_runs(&warden, &upstream, &tokens, &config, None));
+            return;
+        }
+        if tail_only {
+            runtime.block_on(tail_rounds(&warden, &upstream, &tokens, &config));
+            if let Ok(keep) = std::env::var("WARDEN_BENCH_KEEP_LOG") {
+                std::fs::copy(dir.path().join(format!("warden-{i}.log")), keep).unwrap();
+            }
             return;
         }
         runtime.block_on(compare(&warden, &upstream, &tokens, &config));
@@ -305,7 +316,73 @@ async fn paced_runs(warden: &Warden, upstream: &Upstream, tokens: &[String], con
     );
 }
 
-/// CPU time used so far by this process, by warden and by server-everything.
+/// `WARDEN_BENCH_ONLY=tail`: the 1,000 calls/s runs of direct, `relay+lake` and the gateway, in
+/// `WARDEN_BENCH_ROUNDS` rounds (default 5), each round's added latency against that round's direct
+/// run, then the median over the rounds: a quick A/B loop for the gateway's tail, whose p99 varies
+/// about twofold from one run to the next on a two-vCPU machine.
+async fn tail_rounds(warden: &Warden, upstream: &Upstream, tokens: &[String], config: &Config) {
+    let rounds: usize = std::env::var("WARDEN_BENCH_ROUNDS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(5);
+    let rate = config.paced_rates.last().copied().unwrap_or(1_000.0);
+    let scratch = tempfile::tempdir().unwrap();
+    let with_lake = Relay::start(upstream, &Commit::Lake(scratch.path().join("relay-lake")));
+    let direct = |_: usize| Endpoint::new(&upstream.url, None);
+    let relay_lake = |_: usize| Endpoint::new(&with_lake.url, None);
+    let gateway = |i: usize| {
+        Endpoint::new(
+            &format!("{}/mcp/everything", warden.url),
+            Some(&tokens[i % tokens.len()]),
+        )
+    };
+    println!(
+        "{rounds} rounds at {rate:.0} calls/s, {:.1} s per run; added latency against the round's direct run (µs):",
+        config.paced_run.as_secs_f64()
+    );
+    println!("round  direct p50/p99   relay+lake added p50/p99 (CPU/call)   gateway added p50/p99 (CPU/call)");
+    // The hop process's CPU (every thread) per call: relay+lake against warden.
+    let procs = Procs::new(warden.child.id(), with_lake.child.id());
+    let calls = rate * config.paced_run.as_secs_f64();
+    let (mut lake_p99, mut gateway_p99) = (Vec::new(), Vec::new());
+    for round in 1..=rounds {
+        let d = paced(&direct, rate, Op::Echo, config).await.run;
+        let before = procs.sample();
+        let l = paced(&relay_lake, rate, Op::Echo, config).await.run;
+        let between = procs.sample();
+        let g = paced(&gateway, rate, Op::Echo, config).await;
+        let g_slow: usize = g.slow.values().sum();
+        let g = g.run;
+        let after = procs.sample();
+        let (l_cpu, g_cpu) = (
+            (between[2] - before[2]) / calls * 1e6,
+            (after[1] - between[1]) / calls * 1e6,
+        );
+        println!(
+            "{round:>5}  {:>6.0} / {:<6.0}   {:>+9.0} / {:<+9.0} ({l_cpu:>4.0} µs)       {:>+9.0} / {:<+9.0} ({g_cpu:>4.0} µs, {g_slow} over 2 ms)",
+            d.p50,
+            d.p99,
+            l.p50 - d.p50,
+            l.p99 - d.p99,
+            g.p50 - d.p50,
+            g.p99 - d.p99
+        );
+        lake_p99.push(l.p99 - d.p99);
+        gateway_p99.push(g.p99 - d.p99);
+    }
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    println!(
+        "median added p99: relay+lake {:+.0} µs, gateway {:+.0} µs",
+        median(lake_p99),
+        median(gateway_p99)
+    );
+}
+
+/// CPU time used so far by this process and two others (warden and the upstream, or warden and a
+/// relay).
 #[derive(Clone, Copy)]
 struct Procs {
     pids: [u32; 3],
@@ -706,7 +783,19 @@ struct Warden {
 impl Warden {
     fn start(data: &Path, log: &Path) -> Warden {
         std::fs::create_dir_all(data).unwrap();
-        let mut child = Command::new(WARDEN)
+        let mut command = Command::new(WARDEN);
+        // `WARDEN_BENCH_SERVE_ENV="K=V K2=V2"`: variables for `warden serve` alone (runtime settings
+        // under trial), not for the client, the upstream or the relays.
+        for pair in std::env::var("WARDEN_BENCH_SERVE_ENV")
+            .unwrap_or_default()
+            .split_whitespace()
+        {
+            let (key, value) = pair
+                .split_once('=')
+                .expect("WARDEN_BENCH_SERVE_ENV holds KEY=VALUE pairs");
+            command.env(key, value);
+        }
+        let mut child = command
             .args(["serve", "--data-dir"])
             .arg(data)
             .args(["--listen", "127.0.0.1:0"])

@@ -23,7 +23,20 @@ use clap::Parser;
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// Turns transparent huge pages off for this process. mimalloc asks the kernel for them
+/// (`madvise(MADV_HUGEPAGE)`) on its segments, and the first touch of each 2 MiB page zeroes all of
+/// it in one page fault. A server's heap grows steadily (the audit lake holds its unsealed events in
+/// memory), so every few hundred milliseconds one request thread, or the lake's writer in the middle
+/// of a commit, stalled for ~5 ms on a virtual machine: that was most of the gateway's added p99
+/// (BENCHMARKS.md, "Transparent huge pages"). With 4 KiB pages the same memory is faulted in small
+/// steps. Failing to turn them off is harmless, so an error is ignored.
+fn no_transparent_huge_pages() {
+    #[cfg(target_os = "linux")]
+    let _ = rustix::thread::disable_transparent_huge_pages(true);
+}
+
 fn main() -> ExitCode {
+    no_transparent_huge_pages();
     // The hook runs once per tool call: answer it without building the whole command line.
     let mut args = std::env::args_os().skip(1);
     if args.next().is_some_and(|a| a == "hook")
