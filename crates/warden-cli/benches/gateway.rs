@@ -25,7 +25,7 @@
 //! against the Rust upstream, with a denied call (decided and durable, not forwarded) and the
 //! gateway's `ping` paced beside them; with `WARDEN_BENCH_ONLY=tail` it alternates direct, `relay+lake`
 //! and the gateway at 1,000 calls/s for `WARDEN_BENCH_ROUNDS` rounds and prints the median added p99
-//! (an A/B loop for the tail), and `WARDEN_BENCH_KEEP_LOG=FILE` keeps `warden serve`'s stderr there;
+//! (an A/B loop for the tail); with either, `WARDEN_BENCH_KEEP_LOG=FILE` keeps `warden serve`'s stderr;
 //! `WARDEN_BENCH_SERVE_ENV="K=V …"` sets variables for `warden serve` alone. Targets: added p99 ≤ 1 ms at 1,000 calls/s, gateway ≥ 50% of
 //! direct throughput at saturation. Without `--bench` (as `cargo test --all-targets` runs it, in debug)
 //! it runs a tiny smoke configuration in a few seconds, and skips with a message when the peers are
@@ -198,12 +198,12 @@ fn main() {
         let tokens = warden.setup(&upstream.url, config.agents);
         println!();
         println!("== upstream: {what}; {} agents", tokens.len());
-        if paced_only {
-            runtime.block_on(paced_runs(&warden, &upstream, &tokens, &config, None));
-            return;
-        }
-        if tail_only {
-            runtime.block_on(tail_rounds(&warden, &upstream, &tokens, &config));
+        if paced_only || tail_only {
+            if paced_only {
+                runtime.block_on(paced_runs(&warden, &upstream, &tokens, &config, None));
+            } else {
+                runtime.block_on(tail_rounds(&warden, &upstream, &tokens, &config));
+            }
             if let Ok(keep) = std::env::var("WARDEN_BENCH_KEEP_LOG") {
                 std::fs::copy(dir.path().join(format!("warden-{i}.log")), keep).unwrap();
             }
@@ -345,30 +345,32 @@ async fn tail_rounds(warden: &Warden, upstream: &Upstream, tokens: &[String], co
     let procs = Procs::new(warden.child.id(), with_lake.child.id());
     let calls = rate * config.paced_run.as_secs_f64();
     let (mut lake_p99, mut gateway_p99) = (Vec::new(), Vec::new());
+    // Every round's calls pooled per path: the p99 over the whole run, seals included.
+    let mut pooled: [Vec<Duration>; 3] = Default::default();
     for round in 1..=rounds {
-        let d = paced(&direct, rate, Op::Echo, config).await.run;
+        let d = paced(&direct, rate, Op::Echo, config).await;
         let before = procs.sample();
-        let l = paced(&relay_lake, rate, Op::Echo, config).await.run;
+        let l = paced(&relay_lake, rate, Op::Echo, config).await;
         let between = procs.sample();
         let g = paced(&gateway, rate, Op::Echo, config).await;
         let g_slow: usize = g.slow.values().sum();
-        let g = g.run;
+        for (pool, p) in pooled.iter_mut().zip([&d, &l, &g]) {
+            pool.extend_from_slice(&p.latencies);
+        }
+        let (d, l, g) = (d.run, l.run, g.run);
         let after = procs.sample();
         let (l_cpu, g_cpu) = (
             (between[2] - before[2]) / calls * 1e6,
             (after[1] - between[1]) / calls * 1e6,
         );
+        let ([l50, l99], [g50, g99]) = (d.added_by(&l), d.added_by(&g));
         println!(
-            "{round:>5}  {:>6.0} / {:<6.0}   {:>+9.0} / {:<+9.0} ({l_cpu:>4.0} µs)       {:>+9.0} / {:<+9.0} ({g_cpu:>4.0} µs, {g_slow} over 2 ms)",
-            d.p50,
-            d.p99,
-            l.p50 - d.p50,
-            l.p99 - d.p99,
-            g.p50 - d.p50,
-            g.p99 - d.p99
+            "{round:>5}  {:>6.0} / {:<6.0}   {l50:>+9.0} / {l99:<+9.0} ({l_cpu:>4.0} µs)       {g50:>+9.0} / {g99:<+9.0} \
+             ({g_cpu:>4.0} µs, {g_slow} over 2 ms)",
+            d.p50, d.p99,
         );
-        lake_p99.push(l.p99 - d.p99);
-        gateway_p99.push(g.p99 - d.p99);
+        lake_p99.push(l99);
+        gateway_p99.push(g99);
     }
     let median = |mut v: Vec<f64>| {
         v.sort_by(f64::total_cmp);
@@ -378,6 +380,15 @@ async fn tail_rounds(warden: &Warden, upstream: &Upstream, tokens: &[String], co
         "median added p99: relay+lake {:+.0} µs, gateway {:+.0} µs",
         median(lake_p99),
         median(gateway_p99)
+    );
+    let [d, l, g] = pooled.map(|calls| Run::of(calls, config.paced_run));
+    let ([l50, l99], [g50, g99]) = (d.added_by(&l), d.added_by(&g));
+    println!(
+        "all {rounds} rounds pooled ({} calls per path): direct p50/p99 {:.0} / {:.0} µs; added p50/p99: relay+lake \
+         {l50:+.0} / {l99:+.0} µs, gateway {g50:+.0} / {g99:+.0} µs",
+        rate as usize * config.paced_run.as_secs() as usize * rounds,
+        d.p50,
+        d.p99,
     );
 }
 
@@ -1080,6 +1091,11 @@ struct Run {
 }
 
 impl Run {
+    /// What `hop` adds over this (direct) run: p50 and p99, µs.
+    fn added_by(&self, hop: &Run) -> [f64; 2] {
+        [hop.p50 - self.p50, hop.p99 - self.p99]
+    }
+
     fn of(mut latencies: Vec<Duration>, elapsed: Duration) -> Run {
         latencies.sort_unstable();
         let at = |q: f64| {
@@ -1157,6 +1173,8 @@ async fn closed_loop(
 
 struct Paced {
     run: Run,
+    /// Every call's latency, in send order per session.
+    latencies: Vec<Duration>,
     late_p99: f64,
     /// Calls slower than [`SLOW`], counted per [`SLOW_WINDOW`] of the schedule they were sent in:
     /// clustered slow calls point at a stall, spread ones at queueing.
@@ -1251,8 +1269,10 @@ async fn paced(endpoint: &dyn Fn(usize) -> Endpoint, rate: f64, op: Op, config: 
     for at in results.iter().flat_map(|r| r.4.iter()) {
         *slow.entry(at.as_millis() as u64 / SLOW_WINDOW).or_insert(0) += 1;
     }
+    let latencies: Vec<Duration> = results.into_iter().flat_map(|r| r.2).collect();
     Paced {
-        run: Run::of(results.into_iter().flat_map(|r| r.2).collect(), end - start),
+        run: Run::of(latencies.clone(), end - start),
+        latencies,
         late_p99,
         slow,
     }
