@@ -32,7 +32,8 @@ use std::time::{Duration, Instant};
 
 use warden_lake::{AccessChange, AuditEvent, Credential, Decision, Lake, LakeConfig, ModelUsage, Subject, ToolCall};
 
-/// The allocator the `warden` binary uses, so the lake is measured as it runs there.
+/// The allocator the `warden` binary uses, with transparent huge pages off as there (first thing in
+/// `main`), so the lake is measured as it runs there.
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -352,6 +353,10 @@ fn fsync_latency(dir: &Path) -> Duration {
 }
 
 fn main() {
+    // As the `warden` binary does: mimalloc's 2 MiB transparent huge pages, zeroed in one fault at
+    // first touch, stalled appends for ~5 ms (see BENCHMARKS.md).
+    #[cfg(target_os = "linux")]
+    let _ = rustix::thread::disable_transparent_huge_pages(true);
     let full = std::env::args().any(|a| a == "--bench");
     let cfg = if full { &FULL } else { &SMOKE };
     let rt = tokio::runtime::Builder::new_multi_thread()
