@@ -220,12 +220,7 @@ fn main() {
 /// Direct against gateway, closed loop at 1 and many clients, then paced.
 async fn compare(warden: &Warden, upstream: &Upstream, tokens: &[String], config: &Config) {
     let direct = |_: usize| Endpoint::new(&upstream.url, None);
-    let gateway = |i: usize| {
-        Endpoint::new(
-            &format!("{}/mcp/everything", warden.url),
-            Some(&tokens[i % tokens.len()]),
-        )
-    };
+    let gateway = |i: usize| warden.endpoint(tokens, i);
     let procs = Procs::new(warden.child.id(), upstream.child.id());
     println!(
         "closed loop, {:.1} s per run, one connection and session per client; CPU per call (µs) of this \
@@ -260,12 +255,7 @@ async fn compare(warden: &Warden, upstream: &Upstream, tokens: &[String], config
 /// too: the added latency without the forwarding, and without the decision and its commit.
 async fn paced_runs(warden: &Warden, upstream: &Upstream, tokens: &[String], config: &Config, saturation: Option<f64>) {
     let direct = |_: usize| Endpoint::new(&upstream.url, None);
-    let gateway = |i: usize| {
-        Endpoint::new(
-            &format!("{}/mcp/everything", warden.url),
-            Some(&tokens[i % tokens.len()]),
-        )
-    };
+    let gateway = |i: usize| warden.endpoint(tokens, i);
     println!(
         "open loop: calls sent on a fixed schedule over {} sessions, {:.1} s per run{}:",
         config.paced_workers,
@@ -299,11 +289,8 @@ async fn paced_runs(warden: &Warden, upstream: &Upstream, tokens: &[String], con
         l.row("relay+lake", rate);
         g.row("gateway", rate);
         for (label, p) in [("relay", &r), ("relay+sync", &c), ("relay+lake", &l), ("gateway", &g)] {
-            println!(
-                "added: {label:<12}             {:>+9.0} {:>+9.0}",
-                p.run.p50 - d.run.p50,
-                p.run.p99 - d.run.p99
-            );
+            let [p50, p99] = d.run.added_by(&p.run);
+            println!("added: {label:<12}             {p50:>+9.0} {p99:>+9.0}");
         }
         if saturation.is_none() {
             paced(&gateway, rate, Op::Denied, config).await.row("gw deny", rate);
@@ -330,12 +317,7 @@ async fn tail_rounds(warden: &Warden, upstream: &Upstream, tokens: &[String], co
     let with_lake = Relay::start(upstream, &Commit::Lake(scratch.path().join("relay-lake")));
     let direct = |_: usize| Endpoint::new(&upstream.url, None);
     let relay_lake = |_: usize| Endpoint::new(&with_lake.url, None);
-    let gateway = |i: usize| {
-        Endpoint::new(
-            &format!("{}/mcp/everything", warden.url),
-            Some(&tokens[i % tokens.len()]),
-        )
-    };
+    let gateway = |i: usize| warden.endpoint(tokens, i);
     println!(
         "{rounds} rounds at {rate:.0} calls/s, {:.1} s per run; added latency against the round's direct run (µs):",
         config.paced_run.as_secs_f64()
@@ -792,6 +774,11 @@ struct Warden {
 }
 
 impl Warden {
+    /// The gateway's `/mcp/everything` for client `i`, which takes the `i`-th agent's token in turn.
+    fn endpoint(&self, tokens: &[String], i: usize) -> Endpoint {
+        Endpoint::new(&format!("{}/mcp/everything", self.url), Some(&tokens[i % tokens.len()]))
+    }
+
     fn start(data: &Path, log: &Path) -> Warden {
         std::fs::create_dir_all(data).unwrap();
         let mut command = Command::new(WARDEN);
